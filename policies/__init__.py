@@ -1,0 +1,5 @@
+"""Language-model backends behind one `Policy` protocol. Imports nothing of ours."""
+
+from policies.base import Policy, Sample
+
+__all__ = ["Policy", "Sample"]
