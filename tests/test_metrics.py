@@ -1,0 +1,87 @@
+"""Metrics against brute force and hand-computed values."""
+
+from itertools import combinations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from search import SearchResult, SearchTree
+from tasks import Problem, Task
+from training import metrics
+
+
+@given(st.integers(1, 10).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n))))
+def test_pass_at_k_equals_brute_force(args):
+    n, c, k = args
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(combinations(range(n), k))
+    brute = sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+    assert metrics.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    with pytest.raises(ValueError):
+        metrics.pass_at_k(4, 5, 1)
+    with pytest.raises(ValueError):
+        metrics.pass_at_k(4, 1, 5)
+
+
+def test_majority_answer_ignores_missing_and_breaks_ties_by_first_seen():
+    assert metrics.majority_answer([None, "3", "4", "4", "3"]) == "3"
+    assert metrics.majority_answer([None, "4", "3", "4"]) == "4"
+    assert metrics.majority_answer([None, None]) is None
+
+
+class Exact(Task):
+    """Answers are the last line; correct when equal to the gold answer."""
+
+    def problems(self, split="train", limit=None, seed=0):
+        return []
+
+    def prompt(self, problem):
+        return problem.question
+
+    def is_final(self, step):
+        return True
+
+    def extract_answer(self, text):
+        return text.strip() or None
+
+    def check_answer(self, problem, answer):
+        return answer == problem.answer
+
+    def reference_traces(self, problem):
+        return [problem.answer]
+
+
+def result(problem, task, texts):
+    tree = SearchTree(problem.id, problem.question)
+    for text in texts:
+        tree.add_child(0, text, terminal=True, answer=task.extract_answer(text),
+                       reward=task.reward(problem, text), tokens=len(text))
+    return SearchResult(problem, tree, tokens=tree.tokens, calls=1, wall_time=0.0)
+
+
+def test_summarize_on_fixed_samples():
+    task = Exact()
+    p1, p2 = Problem("a", "q", "7"), Problem("b", "q", "1")
+    r1 = result(p1, task, ["7", "5", "7", "5", "5"])  # majority 5 (wrong), 2 of 5 correct
+    r2 = result(p2, task, ["1", "1 ", "2"])           # majority 1, both correct texts count once
+    s = metrics.summarize(task, [r1, r2], k=3)
+    # p1 first 3: 7,5,7 -> maj 7 correct; p2: 1,1,2 -> 1 correct
+    assert s["maj@k"] == 1.0
+    assert s["pass@k"] == pytest.approx(((1 - 1 / 10) + 1.0) / 2)  # p1: 1 - C(3,3)/C(5,3); p2: 1
+    assert s["distinct_correct"] == pytest.approx((1 + 1) / 2)
+    s5 = metrics.summarize(task, [r1], k=5)
+    assert s5["maj@k"] == 0.0  # 5 beats 7 three to two
+    assert s5["pass@k"] == 1.0
+
+
+def test_rerank_picks_highest_scored_trace():
+    task = Exact()
+    p = Problem("a", "q", "7")
+    traces = result(p, task, ["5", "7", "6"]).traces()
+    assert metrics.rerank_at_k(traces, [0.1, 0.9, 0.5], k=3) == 1.0
+    assert metrics.rerank_at_k(traces, [0.9, 0.1, 0.5], k=3) == 0.0
+    assert metrics.rerank_at_k(traces, [0.1, 0.9, 0.5], k=1) == 0.0  # only the first trace is a candidate
