@@ -1,0 +1,158 @@
+"""The lockstep round every strategy is built on.
+
+A strategy decides *which* nodes of *which* trees to grow; `expand` turns all of those
+requests, across every problem of the batch, into ONE `policy.sample` call (the way
+rStar-math's solver batches a round), keeps each problem inside its budget, and writes the
+generated steps into the trees. Terminal steps are labelled by the verifier here, and only
+here, so no strategy ever sees the gold answer of an unfinished trace.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies import Policy, Sample
+from search.budget import Budget, BudgetMeter
+from search.result import SearchResult
+from search.tree import SearchTree
+from tasks import Problem, Task
+
+
+@dataclass
+class ProblemState:
+    """One problem's search in progress: its tree, its budget meter, its prompt."""
+
+    problem: Problem
+    tree: SearchTree
+    meter: BudgetMeter
+    prompt: str
+    done: bool = False
+    scratch: dict[str, Any] = field(default_factory=dict)
+
+    def text(self, node: int) -> str:
+        """Prompt plus trace prefix: what the policy continues to grow `node`."""
+        return self.prompt + self.tree.prefix(node)
+
+
+@dataclass
+class Expansion:
+    """A request for `n` children of `node`; `prompt` overrides the default continuation
+    prompt (e.g. an evolution rewrite prompt) while the children still hang under `node`."""
+
+    state: ProblemState
+    node: int
+    n: int
+    prompt: str | None = None
+
+
+@dataclass
+class Sampler:
+    """How steps are drawn: the decoding knobs shared by every round of a strategy."""
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_depth: int = 16
+
+
+def start(problems: list[Problem], task: Task, budget: Budget, strategy: str) -> list[ProblemState]:
+    states = []
+    for p in problems:
+        prompt = task.prompt(p)
+        states.append(ProblemState(p, SearchTree(p.id, prompt, strategy), BudgetMeter(budget), prompt))
+    return states
+
+
+def step_prior(logprobs: list[float]) -> float | None:
+    """Length-normalised probability of a step, exp(mean token log p): comparable across
+    steps of different lengths; PUCT normalises it over siblings."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
+
+
+def label_terminal(state: ProblemState, node: int, task: Task) -> None:
+    """Mark `node` finished and let the verifier judge its complete trace."""
+    text = state.tree.prefix(node)
+    state.tree[node].update(terminal=True, answer=task.extract_answer(text), reward=task.reward(state.problem, text))
+
+
+def add_step(state: ProblemState, parent: int, sample: Sample, task: Task, iteration: int, max_depth: int) -> int:
+    tree = state.tree
+    node = tree.add_child(
+        parent, sample.text, logprobs=sample.logprobs, tokens=sample.num_tokens, prior=step_prior(sample.logprobs),
+        iteration=iteration, finish_reason=sample.finish_reason,
+    )
+    if task.is_final(sample.text) or sample.finish_reason in ("eos", "length") or tree[node]["depth"] >= max_depth:
+        label_terminal(state, node, task)
+    return node
+
+
+def expand(
+    expansions: list[Expansion], policy: Policy, task: Task, sampler: Sampler, *,
+    seed: int, iteration: int, step: bool = True,
+) -> list[list[int]]:
+    """Grow every requested node in one batched `policy.sample` call.
+
+    Returns the new child ids per expansion, in order; an expansion whose problem has no
+    budget left gets `[]` (and its state is marked done). `step=False` samples whole traces
+    (no step delimiter) as single children. Requests for different `n` share the call by
+    repeating a prompt `n_i / gcd` times, so equal requests use the engine's `n=`.
+    """
+    by_state: dict[int, list[Expansion]] = {}
+    for e in expansions:
+        if e.state.tree[e.node]["terminal"]:
+            raise ValueError(f"problem {e.state.problem.id}: node {e.node} is terminal and cannot be expanded")
+        by_state.setdefault(id(e.state), []).append(e)
+    caps: dict[int, int] = {}
+    for key, group in by_state.items():
+        meter = group[0].state.meter
+        cap = 0 if meter.exhausted else meter.cap(sampler.max_new_tokens, sum(e.n for e in group))
+        if cap <= 0:
+            group[0].state.done = True
+        else:
+            caps[key] = cap
+    active = [e for e in expansions if id(e.state) in caps and e.n > 0]
+    if not active:
+        return [[] for _ in expansions]
+    n = math.gcd(*(e.n for e in active))
+    prompts, limits, owner = [], [], []
+    for i, e in enumerate(active):
+        for _ in range(e.n // n):
+            prompts.append(e.prompt if e.prompt is not None else e.state.text(e.node))
+            limits.append(caps[id(e.state)])
+            owner.append(i)
+    samples = policy.sample(
+        prompts, n=n, max_new_tokens=max(limits), temperature=sampler.temperature, top_p=sampler.top_p,
+        stop=[task.step_stop] if step else None, seed=seed, max_new_tokens_per_prompt=limits,
+    )
+    children: dict[int, list[int]] = {i: [] for i in range(len(active))}
+    spent: Counter[int] = Counter()
+    for i, group in zip(owner, samples):
+        e = active[i]
+        for s in group:
+            children[i].append(add_step(e.state, e.node, s, task, iteration, 1 if not step else sampler.max_depth))
+            spent[id(e.state)] += s.num_tokens
+    for key in caps:
+        by_state[key][0].state.meter.charge(spent[key], calls=1)
+    index = {id(e): i for i, e in enumerate(active)}
+    return [children[index[id(e)]] if id(e) in index else [] for e in expansions]
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most frequent non-None answer; ties go to the answer seen first."""
+    counts = Counter(a for a in answers if a is not None)
+    return max(counts, key=lambda a: (counts[a], -answers.index(a))) if counts else None
+
+
+def finish(states: list[ProblemState], answers: list[str | None], started: float) -> list[SearchResult]:
+    """Results with each problem's spend. Problems share every batched call, so each
+    reports an equal share of the batch's wall time (the shares add up to the total)."""
+    share = (time.perf_counter() - started) / max(1, len(states))
+    return [
+        SearchResult(problem=s.problem, tree=s.tree, tokens=s.meter.tokens, calls=s.meter.calls,
+                     wall_time=share, answer=a)
+        for s, a in zip(states, answers)
+    ]
