@@ -27,8 +27,8 @@ EVAL_QUESTION = "Evaluate"  # the oracle answers value prompts that contain this
 
 @lru_cache(maxsize=None)
 def reachable(value: int, target: int, ops_left: int) -> bool:
-    if ops_left == 0:
-        return value == target
+    if ops_left <= 0:
+        return ops_left == 0 and value == target
     return any(reachable(f(value), target, ops_left - 1) for f in OPS.values())
 
 
@@ -175,7 +175,8 @@ class OracleValue:
             if final:
                 out.append(float(final[-1] == str(target) and value == target and len(steps) == ops))
             else:
-                out.append(float(reachable(value, target, ops - len(steps) + self.slack)))
+                left = ops - len(steps)
+                out.append(float(any(reachable(value, target, left + s) for s in range(self.slack + 1))))
         return out
 
 

@@ -1,0 +1,84 @@
+"""What every step-level tree search shares: decoding knobs, an evaluator, seeding per
+round, and how the submitted answer is picked from the finished tree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from policies import Policy
+from search.budget import Budget
+from search.evaluators import Evaluator, Item, make_evaluator
+from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
+from search.result import SearchResult
+from search.tree import SearchTree
+from tasks import Problem, Task
+
+ANSWER_BY = ("vote", "best_value", "most_visited")
+
+
+def pick_answer(tree: SearchTree, how: str) -> str | None:
+    """`vote`: majority over terminal answers; `best_value`: the terminal with the highest
+    value (the evaluator's, so with the `terminal` evaluator it is the verifier's pick);
+    `most_visited`: follow the most-visited child from the root (MCTS), falling back to
+    the vote when that path does not end in a finished trace."""
+    terminals = tree.terminals()
+    if how == "best_value":
+        scored = [n for n in terminals if tree[n]["value"] is not None]
+        return tree[max(scored, key=lambda n: (tree[n]["value"], -n))]["answer"] if scored else None
+    if how == "most_visited":
+        node = tree.root
+        while children := tree.children(node):
+            node = max(children, key=lambda c: (tree[c]["visits"], -c))
+        if tree[node]["terminal"]:
+            return tree[node]["answer"]
+    return majority_vote([tree[n]["answer"] for n in terminals])
+
+
+class StepwiseSearch:
+    """Base of the step-level strategies; subclasses implement `run(states, policy, task)`
+    as rounds of `self.grow(...)` and `self.score(...)`."""
+
+    name = "stepwise"
+
+    def __init__(self, evaluator: str | Evaluator = "terminal", max_depth: int = 16, max_new_tokens: int = 64,
+                 temperature: float = 1.0, top_p: float = 1.0, answer_by: str = "vote", seed: int = 0):
+        if answer_by not in ANSWER_BY:
+            raise ValueError(f"search.answer_by must be one of {ANSWER_BY}, got {answer_by!r}")
+        self.evaluator = make_evaluator(evaluator)
+        self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=max_depth)
+        self.answer_by, self.seed = answer_by, seed
+        self.rng = np.random.default_rng(seed)
+        self.round = 0
+
+    def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
+        started = time.perf_counter()
+        self.rng, self.round = np.random.default_rng(self.seed), 0
+        states = start(problems, task, budget, self.name)
+        self.run(states, policy, task)
+        for s in states:
+            s.tree.graph.graph["meta"].update(rounds=self.round, **{k: v for k, v in s.scratch.items() if k.startswith("log_")})
+        return finish(states, [pick_answer(s.tree, self.answer_by) for s in states], started)
+
+    def run(self, states: list[ProblemState], policy: Policy, task: Task) -> None:
+        raise NotImplementedError
+
+    def grow(self, expansions: list[Expansion], policy: Policy, task: Task) -> list[list[int]]:
+        """One batched generation round; also advances the round counter and seed."""
+        children = expand(expansions, policy, task, self.sampler, seed=self.seed * 100_003 + self.round,
+                          iteration=self.round)
+        self.round += 1
+        return children
+
+    def score(self, items: list[Item], policy: Policy, task: Task) -> list[float]:
+        """Evaluate nodes of all problems in one batch and store each value on its node."""
+        values = self.evaluator.evaluate(items, policy, task, seed=self.seed * 100_003 + 50_000 + self.round)
+        for (state, node), v in zip(items, values):
+            state.tree[node]["value"] = v
+        return values
+
+    @staticmethod
+    def live(states: list[ProblemState], has_work: Callable[[ProblemState], bool]) -> list[ProblemState]:
+        return [s for s in states if not s.done and not s.meter.exhausted and has_work(s)]
