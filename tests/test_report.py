@@ -1,0 +1,148 @@
+"""The sweep report: t intervals on known numbers, one row per cell, crashed runs listed,
+and the sweep configs it summarises."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from matplotlib.image import imread
+
+from training.report import collect_runs, main, mean_ci, t_critical, write_report
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+@pytest.mark.parametrize(("df", "confidence", "expected"), [
+    (1, 0.95, 12.706205), (2, 0.95, 4.302653), (3, 0.95, 3.182446), (4, 0.95, 2.776445),
+    (9, 0.95, 2.262157), (30, 0.95, 2.042272), (100, 0.95, 1.983972), (5, 0.99, 4.032143),
+])
+def test_t_critical_matches_published_tables(df: int, confidence: float, expected: float) -> None:
+    assert t_critical(df, confidence) == pytest.approx(expected, abs=2e-6)
+
+
+def test_mean_ci_on_known_numbers() -> None:
+    mean, half = mean_ci([0.2, 0.4, 0.6])
+    assert mean == pytest.approx(0.4)
+    assert half == pytest.approx(4.302653 * 0.2 / math.sqrt(3), rel=1e-6)
+    assert mean_ci([0.7]) == (0.7, None)  # one seed: no interval, not a zero-width one
+
+
+def job(sweep: Path, num: int, search: dict, trainer: dict, seed: int, evals: list[tuple] | None,
+        iterations: int = 2, choices: dict | None = None) -> Path:
+    """A Hydra job folder; `evals` are (maj@1, pass@k, distinct, tokens) per iteration from 0."""
+    folder = sweep / str(num)
+    (folder / ".hydra").mkdir(parents=True)
+    cfg = {"search": search, "trainer": trainer, "seed": seed, "iterations": iterations, "eval": {"k": 8}}
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if choices is not None:
+        (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if evals is not None:
+        rows = []
+        for it, (maj1, passk, distinct, tokens) in enumerate(evals):
+            if it:
+                rows.append({"iteration": it, "kind": "train", "cumulative_tokens": tokens, "train_reward": 0.5})
+            rows.append({"iteration": it, "kind": "eval", "cumulative_tokens": tokens, "maj@1": maj1,
+                         "maj@k": maj1, "pass@k": passk, "k": 8, "distinct_correct": distinct})
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+MCTS = {"_target_": "search.mcts.MCTS", "n_simulations": 4}
+EI = {"name": "ei", "_target_": "training.ei.ExpertIteration"}
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    s = tmp_path / "multirun" / "12-00-00"
+    # mcts × ei, 3 seeds: final maj@1 0.2 / 0.4 / 0.6, best 0.5 / 0.4 / 0.6
+    job(s, 0, MCTS, EI, 0, [(0.1, 0.3, 1, 0), (0.5, 0.6, 2, 1000), (0.2, 0.7, 2, 2000)])
+    job(s, 1, MCTS, EI, 1, [(0.1, 0.3, 1, 0), (0.3, 0.6, 2, 1100), (0.4, 0.7, 3, 2200)])
+    job(s, 2, MCTS, EI, 2, [(0.1, 0.3, 1, 0), (0.4, 0.6, 2, 900), (0.6, 0.8, 4, 1800)])
+    # sampling × ppo, 2 seeds, names from Hydra's recorded choices
+    for n, seed in ((3, 0), (4, 1)):
+        job(s, n, {"_target_": "search.sampling.Sampling"}, {"_target_": "training.ppo.PPO"}, seed,
+            [(0.1, 0.3, 1, 0), (0.2, 0.4, 1, 1000), (0.2 + 0.1 * seed, 0.4, 1, 2000)],
+            choices={"search": "sampling", "trainer": "ppo"})
+    # tot × ei, one seed
+    job(s, 5, {"name": "tot"}, EI, 0, [(0.1, 0.3, 1, 0), (0.3, 0.5, 2, 1000), (0.35, 0.55, 2, 2000)])
+    # left out: crashed before writing metrics, stopped early, malformed metrics
+    job(s, 6, {"name": "evolution"}, EI, 0, None)
+    job(s, 7, {"name": "evolution"}, EI, 1, [(0.1, 0.3, 1, 0), (0.2, 0.4, 1, 1000)])
+    bad = job(s, 8, {"name": "evolution"}, EI, 2, [(0.1, 0.3, 1, 0)])
+    with (bad / "metrics.jsonl").open("a") as f:
+        f.write("{truncated\n")
+    return s
+
+
+def test_cells_and_strategy_names(sweep: Path) -> None:
+    runs = collect_runs(sweep)
+    assert [(r.strategy, r.trainer, r.seed) for r in runs] == [
+        ("MCTS", "ei", 0), ("MCTS", "ei", 1), ("MCTS", "ei", 2), ("sampling", "ppo", 0), ("sampling", "ppo", 1),
+        ("tot", "ei", 0), ("evolution", "ei", 0), ("evolution", "ei", 1), ("evolution", "ei", 2)]
+    problems = [r.problem for r in runs]
+    assert problems[:6] == [None] * 6
+    assert problems[6] == "crashed: no metrics.jsonl"
+    assert problems[7] == "incomplete: last evaluation at iteration 1 of 2"
+    assert problems[8].startswith("unreadable metrics: ") and "metrics.jsonl:2: not JSON" in problems[8]
+
+
+def test_report_files_have_every_cell_with_its_interval(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(sweep)]) == 0
+    printed = capsys.readouterr().out
+    md = (sweep / "report.md").read_text()
+    half = 4.302653 * 0.2 / math.sqrt(3)  # final maj@1 of mcts × ei: 0.2, 0.4, 0.6
+    mcts_row = next(line for line in md.splitlines() if line.startswith("| MCTS | ei | 3 |"))
+    assert f"| 0.400 ± {half:.3f} |" in mcts_row
+    assert f"| 0.500 ± {4.302653 * 0.1 / math.sqrt(3):.3f} |" in mcts_row  # best maj@1: 0.5, 0.4, 0.6
+    assert f"| 2,000 ± {4.302653 * 200 / math.sqrt(3):,.0f} |" in mcts_row  # tokens 2000, 2200, 1800
+    sampling_row = next(line for line in md.splitlines() if line.startswith("| sampling | ppo | 2 |"))
+    assert f"| 0.250 ± {12.706205 * math.sqrt(0.005) / math.sqrt(2):.3f} |" in sampling_row
+    tot_row = next(line for line in md.splitlines() if line.startswith("| tot | ei | 1 |"))
+    assert "| 0.350 ± n/a |" in tot_row and "± 0.000" not in tot_row
+    assert "pass@8 final" in md and "evolution | ei" not in md
+    for folder, reason in (("6", "crashed: no metrics.jsonl"), ("7", "incomplete: last evaluation at iteration 1 of 2"),
+                           ("8", "unreadable metrics")):
+        assert f"- `{folder}` (evolution × ei, seed {int(folder) - 6}): {reason}" in md
+    assert mcts_row in printed and "left out (3 runs)" in printed
+
+    with (sweep / "report.csv").open() as f:
+        rows = {(r["strategy"], r["trainer"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {("MCTS", "ei"), ("sampling", "ppo"), ("tot", "ei")}
+    assert float(rows["MCTS", "ei"]["maj@1 final mean"]) == pytest.approx(0.4)
+    assert float(rows["MCTS", "ei"]["maj@1 final ci95"]) == pytest.approx(half, rel=1e-6)
+    assert float(rows["MCTS", "ei"]["distinct final mean"]) == pytest.approx(3.0)
+    assert rows["tot", "ei"]["pass@8 best ci95"] == "n/a"
+
+    image = imread(sweep / "plateau.png")
+    assert image.shape[0] > 400 and image[..., :3].std() > 0.01
+
+
+def test_a_sweep_of_only_crashed_runs_lists_them_and_draws_nothing(tmp_path: Path) -> None:
+    job(tmp_path, 0, {"name": "mcts"}, EI, 0, None)
+    report = write_report(tmp_path)
+    assert [r.problem for r in report.left_out] == ["crashed: no metrics.jsonl"]
+    assert not (tmp_path / "plateau.png").exists()
+    assert "0 complete runs of 1" in (tmp_path / "report.md").read_text()
+
+
+def test_a_folder_without_jobs_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path)]) == 2
+    assert "no Hydra job folders" in capsys.readouterr().err
+
+
+def sweep_params(name: str) -> dict[str, list[str]]:
+    cfg = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text())
+    return {k: str(v).split(",") for k, v in cfg["hydra"]["sweeper"]["params"].items()}
+
+
+def test_plateau_sweep_is_the_full_grid() -> None:
+    assert (CONF / "experiment" / "plateau.yaml").read_text().startswith("# @package _global_")
+    params = sweep_params("plateau")
+    assert params["search"] == ["sampling", "tot", "mcts", "evolution"]
+    assert params["trainer"] == ["ei", "ppo"]
+    assert params["seed"] == ["0", "1", "2"]
