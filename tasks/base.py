@@ -8,6 +8,7 @@ a task's format is defined in exactly one file.
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,15 @@ class Problem:
     question: str
     answer: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+def choose(problems: list[Problem], limit: int | None, seed: int) -> list[Problem]:
+    """`problems` whole when `limit` is None or large enough, else a `seed`-chosen subset of
+    `limit` of them in their original order: how every task's `problems()` applies `limit`."""
+    if limit is None or limit >= len(problems):
+        return list(problems)
+    keep = sorted(random.Random(seed).sample(range(len(problems)), limit))
+    return [problems[i] for i in keep]
 
 
 class Task(ABC):

@@ -34,7 +34,7 @@ from collections import Counter
 from fractions import Fraction
 from typing import Hashable
 
-from tasks.base import Problem, Task
+from tasks.base import Problem, Task, choose
 from tasks.canonical import canonical
 from tasks.countdown_solver import reachable, solve
 from tasks.expr import BinOp, Neg, Node, format_number, literals, parse, subresults
@@ -86,11 +86,7 @@ class Countdown(Task):
         splits = self._load_splits()
         if split not in splits:
             raise ValueError(f"unknown split {split!r} for task {self.name}; known: {sorted(splits)}")
-        chosen = splits[split]
-        if limit is None or limit >= len(chosen):
-            return list(chosen)
-        keep = sorted(random.Random(seed).sample(range(len(chosen)), limit))
-        return [chosen[i] for i in keep]
+        return choose(splits[split], limit, seed)
 
     def _load_splits(self) -> dict[str, list[Problem]]:
         if self._splits is None:

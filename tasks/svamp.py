@@ -1,0 +1,67 @@
+"""SVAMP arithmetic word problems (Patel et al., 2021): `SVAMP.json`, a list of objects
+with `ID`, `Body`, `Question`, `Equation` and `Answer`.
+
+The question shown is `Body + " " + Question`; the gold answer is `Answer` (normalised by
+`tasks.answers.format_number`). SVAMP has no official train split, so a `seed`-shuffle
+puts `train_size` problems in "train" and the rest in "test" (all 1,000 rows in total).
+The reference trace is the `Equation` evaluated in one step (`( 76.0 - 25.0 ) = 51`) and
+the final line. Trace format and prompt styles: `tasks.word_problem`. No dense reward.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from fractions import Fraction
+from pathlib import Path
+
+from tasks.answers import format_number
+from tasks.base import Problem, choose
+from tasks.word_problem import WordProblemTask
+
+
+class SVAMP(WordProblemTask):
+    name = "svamp"
+
+    def __init__(self, path: str, train_size: int = 300, prompt_style: str = "plain", fewshot_k: int = 4,
+                 seed: int = 0) -> None:
+        super().__init__(prompt_style, fewshot_k, seed)
+        self.path, self.train_size = Path(path), train_size
+        self._splits: dict[str, list[Problem]] | None = None
+
+    def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
+        if self._splits is None:
+            rows = self._load()
+            order = list(range(len(rows)))
+            random.Random(self.seed).shuffle(order)
+            cut = min(self.train_size, len(rows))
+            self._splits = {"train": [rows[i] for i in sorted(order[:cut])],
+                            "test": [rows[i] for i in sorted(order[cut:])]}
+        if split not in self._splits:
+            raise ValueError(f"unknown split {split!r} for task svamp; known: ['test', 'train']")
+        return choose(self._splits[split], limit, seed)
+
+    def _load(self) -> list[Problem]:
+        file = self.path if self.path.suffix == ".json" else self.path / "SVAMP.json"
+        if not file.is_file():
+            raise FileNotFoundError(f"svamp config path: {file} does not exist")
+        try:
+            rows = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}:{err.lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(rows, list):
+            raise ValueError(f"{file}: expected a JSON list of problems")
+        problems = []
+        for index, row in enumerate(rows):
+            try:
+                body, question, answer = row["Body"].strip(), row["Question"].strip(), Fraction(str(row["Answer"]))
+                meta = {"equation": str(row.get("Equation", "")).strip(), "source": f"{file}#{index}"}
+                problems.append(Problem(f"svamp-{row.get('ID', index)}", f"{body} {question}", format_number(answer), meta))
+            except (KeyError, TypeError, AttributeError, ValueError) as err:
+                raise ValueError(f"{file}: problem #{index} (0-based) is malformed: {err!r}") from None
+        return problems
+
+    def reference_traces(self, problem: Problem) -> list[str]:
+        equation = problem.meta["equation"]
+        step = f"{equation} = {problem.answer}\n" if equation else ""
+        return [step + self.final_line(problem.answer)]
