@@ -10,6 +10,9 @@ that well, so this loop:
 * drops finished rows from the batch (and the KV cache), and trims padding columns that
   no remaining row needs, so no compute is spent on finished work;
 * records log p(token) under the raw model distribution (teacher-forcing equivalent);
+* optionally reuses KV across calls through a `PrefixCache`: a prompt that extends an
+  earlier prompt or an earlier sample prefills only its new suffix. The cache is dropped
+  whenever the model's weights change (tracked by the parameters' version counters).
 
 It drives any transformers causal LM that accepts `past_key_values` / `position_ids` /
 `logits_to_keep` (Llama, Qwen, Mistral, ...).
@@ -23,6 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from policies.base import Sample
+from policies.prefix_cache import KV, PrefixCache
 
 
 @dataclass
@@ -42,11 +46,13 @@ class _Row:
 class Engine:
     """Batched sampler over a causal LM. `generate` takes token ids, returns Samples."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, prefix_cache: PrefixCache | None = None):
         if not hasattr(tokenizer, "backend_tokenizer"):
             raise TypeError("Engine needs a fast (tokenizers-backed) tokenizer for incremental decoding")
         self.model = model
         self.tokenizer = tokenizer
+        self.prefix_cache = prefix_cache
+        self._weights_version: int | None = None
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
 
@@ -114,6 +120,11 @@ class Engine:
                     elif len(row.token_ids) >= row.limit:
                         row.finish_reason = "length"
             keep = [k for k, r in enumerate(active) if rows[r].finish_reason is None]
+            if self.prefix_cache is not None:
+                for k, r in enumerate(active):
+                    if rows[r].finish_reason is not None and len(rows[r].token_ids) > 1:
+                        ids = prompts[r // n] + rows[r].token_ids[:-1]
+                        self.prefix_cache.insert(ids, _row_kv(cache, mask, k))
             if not keep:
                 return
             if len(keep) < len(active):
@@ -135,23 +146,42 @@ class Engine:
             positions = positions + 1
 
     def _prefill(self, prompts: list[list[int]]):
-        """Run the prompts (left-padded) through the model once.
+        """Run the prompts through the model once, reusing cached prefix KV where known.
 
-        Returns the KV cache, the attention mask, each row's next position id and the
-        logits for its first generated token.
+        Row i's cached prefix (length m_i) is right-aligned in the first block of columns,
+        its uncached suffix right-aligned in the second; padding holes are masked out and
+        position ids are explicit. Returns the KV cache, the attention mask, each row's
+        next position id and the logits for its first generated token.
         """
         device = self.model.device
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
             if not p:
                 raise ValueError(f"prompt {i} encodes to no tokens; give the model at least one token")
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+        if self.prefix_cache is not None:
+            self._drop_cache_if_weights_changed()
+        hits = [self._lookup(p) for p in prompts]
+        cached_width = max(m for m, _ in hits)
+        suffix_width = max(len(p) - m for p, (m, _) in zip(prompts, hits))
+        ids = torch.full((len(prompts), suffix_width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), cached_width + suffix_width), dtype=torch.long)
+        position_ids = torch.zeros((len(prompts), suffix_width), dtype=torch.long)
+        for i, (p, (m, _)) in enumerate(zip(prompts, hits)):
+            suffix = p[m:]
+            ids[i, suffix_width - len(suffix) :] = torch.tensor(suffix)
+            position_ids[i, suffix_width - len(suffix) :] = torch.arange(m, len(p))
+            mask[i, cached_width - m : cached_width] = 1
+            mask[i, cached_width + suffix_width - len(suffix) :] = 1
+        ids, mask, position_ids = ids.to(device), mask.to(device), position_ids.to(device)
         cache = DynamicCache(config=self.model.config)
+        if cached_width:
+            for layer, (k0, _) in enumerate(next(kv for m, kv in hits if m)):
+                keys = k0.new_zeros((len(prompts), k0.shape[0], cached_width, k0.shape[2]))
+                values = torch.zeros_like(keys)
+                for i, (m, kv) in enumerate(hits):
+                    if m:
+                        keys[i, :, cached_width - m :] = kv[layer][0]
+                        values[i, :, cached_width - m :] = kv[layer][1]
+                cache.update(keys, values, layer)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -160,8 +190,25 @@ class Engine:
             use_cache=True,
             logits_to_keep=1,
         )
+        if self.prefix_cache is not None:
+            for i, p in enumerate(prompts):
+                self.prefix_cache.insert(p, _row_kv(cache, mask, i))
         positions = torch.tensor([len(p) for p in prompts], device=device)
         return cache, mask, positions, out.logits[:, -1]
+
+    def _lookup(self, ids: list[int]) -> tuple[int, KV]:
+        """Cached KV for the longest prefix of `ids`, leaving at least one token to run."""
+        if self.prefix_cache is None:
+            return 0, []
+        return self.prefix_cache.match(ids[:-1])
+
+    def _drop_cache_if_weights_changed(self) -> None:
+        """Cached KV is only valid for the weights that computed it; in-place updates
+        (optimizer steps, load_state_dict) bump the parameters' version counters."""
+        version = sum(p._version for p in self.model.parameters())
+        if version != self._weights_version:
+            self.prefix_cache.clear()
+            self._weights_version = version
 
     def _extend_text(self, rows: list[_Row], stop: list[str], max_stop: int) -> None:
         """Decode each row's newest tokens and mark rows whose text now contains a stop.
@@ -214,6 +261,12 @@ def _trim_padding(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
         layer.keys = layer.keys[:, :, first:]
         layer.values = layer.values[:, :, first:]
     return mask[:, first:]
+
+
+def _row_kv(cache: DynamicCache, mask: torch.Tensor, row: int) -> KV:
+    """Row `row`'s KV over its real (unmasked) columns, per layer: [heads, tokens, dim]."""
+    columns = mask[row].nonzero()[:, 0]
+    return [(layer.keys[row][:, columns], layer.values[row][:, columns]) for layer in cache.layers]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

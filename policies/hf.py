@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from policies.base import Sample
 from policies.engine import Engine
+from policies.prefix_cache import PrefixCache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Teacher-forced scoring is chunked so that batch x length x vocab logits stay bounded.
@@ -25,13 +26,18 @@ LOGPROB_CHUNK_ELEMENTS = 64 * 1024 * 1024
 class HFPolicy:
     """`Policy` over a transformers causal LM, sampling with our batched `Engine`."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, prefix_cache_tokens: int = 0):
+        """`prefix_cache_tokens` > 0 keeps up to that many tokens of KV across calls, so
+        prompts extending earlier prompts or samples prefill only their new suffix."""
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = Engine(model, tokenizer)
+        cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        self.engine = Engine(model, tokenizer, prefix_cache=cache)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32", device: str = "cpu") -> "HFPolicy":
+    def from_pretrained(
+        cls, path: str | Path, dtype: str = "float32", device: str = "cpu", prefix_cache_tokens: int = 0
+    ) -> "HFPolicy":
         """Load any transformers causal-LM folder (weights + tokenizer)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -39,7 +45,7 @@ class HFPolicy:
             raise FileNotFoundError(f"model folder {path} does not exist")
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device).eval()
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, prefix_cache_tokens)
 
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face model folder (weights + tokenizer)."""

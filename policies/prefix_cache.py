@@ -1,0 +1,126 @@
+"""A radix tree of KV segments keyed by token ids, bounded in tokens with LRU eviction.
+
+In a search round every child prompt is its parent's prompt plus one generated step, and
+the parent's KV was computed in the previous round. Keeping that KV lets the next round
+prefill only the new suffix. Entries are per-sequence KV (one tensor pair per layer, shape
+[kv_heads, tokens, head_dim]); a node holds the segment for the token ids on its edge.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [heads, tokens, dim]
+
+
+class _Node:
+    __slots__ = ("tokens", "kv", "children", "parent", "last_used")
+
+    def __init__(self, tokens: tuple[int, ...], kv: KV, parent: "_Node | None"):
+        self.tokens = tokens
+        self.kv = kv
+        self.children: dict[int, _Node] = {}
+        self.parent = parent
+        self.last_used = 0
+
+
+class PrefixCache:
+    """Longest-prefix lookup of cached KV; never holds more than `max_tokens` tokens."""
+
+    def __init__(self, max_tokens: int):
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self.size = 0  # tokens held
+        self.evictions = 0
+        self._root = _Node((), [], None)
+        self._clock = itertools.count(1)
+
+    def clear(self) -> None:
+        self._root = _Node((), [], None)
+        self.size = 0
+
+    def match(self, ids: list[int]) -> tuple[int, KV]:
+        """The longest cached prefix of `ids`: its length and its KV (concatenated per layer)."""
+        node, matched, segments = self._root, 0, []
+        tick = next(self._clock)
+        while matched < len(ids):
+            child = node.children.get(ids[matched])
+            if child is None:
+                break
+            common = _common_length(child.tokens, ids[matched:])
+            segments.append([(k[:, :common], v[:, :common]) for k, v in child.kv])
+            child.last_used = tick
+            matched += common
+            if common < len(child.tokens):
+                break
+            node = child
+        if not segments:
+            return 0, []
+        layers = zip(*segments)
+        return matched, [(torch.cat([k for k, _ in layer], 1), torch.cat([v for _, v in layer], 1)) for layer in layers]
+
+    def insert(self, ids: list[int], kv: KV) -> None:
+        """Remember the KV of `ids` (kv[layer] covers exactly these tokens), then evict to bound."""
+        if len(ids) > self.max_tokens:
+            ids, kv = ids[: self.max_tokens], [(k[:, : self.max_tokens], v[:, : self.max_tokens]) for k, v in kv]
+        node, pos, tick = self._root, 0, next(self._clock)
+        while pos < len(ids):
+            child = node.children.get(ids[pos])
+            if child is None:
+                segment = [(k[:, pos:].clone(), v[:, pos:].clone()) for k, v in kv]
+                child = node.children[ids[pos]] = _Node(tuple(ids[pos:]), segment, node)
+                child.last_used = tick
+                self.size += len(ids) - pos
+                break
+            common = _common_length(child.tokens, ids[pos:])
+            if common < len(child.tokens):
+                self._split(child, common)
+            child.last_used = tick
+            node, pos = child, pos + common
+        self._evict(protect=node)
+
+    def _split(self, node: _Node, at: int) -> None:
+        """Cut `node`'s edge after `at` tokens; the tail becomes its only child."""
+        tail = _Node(node.tokens[at:], [(k[:, at:], v[:, at:]) for k, v in node.kv], node)
+        tail.children, tail.last_used = node.children, node.last_used
+        for grandchild in tail.children.values():
+            grandchild.parent = tail
+        node.tokens, node.kv = node.tokens[:at], [(k[:, :at], v[:, :at]) for k, v in node.kv]
+        node.children = {tail.tokens[0]: tail}
+
+    def _evict(self, protect: _Node) -> None:
+        """Drop least-recently-used leaves until the bound holds (the newest entry last)."""
+        if self.size <= self.max_tokens:
+            return
+        leaves = [(n.last_used, id(n), n) for n in self._nodes() if not n.children]
+        heapq.heapify(leaves)
+        while self.size > self.max_tokens and leaves:
+            _, _, leaf = heapq.heappop(leaves)
+            if leaf is protect and leaves:
+                heapq.heappush(leaves, (next(self._clock), id(leaf), leaf))
+                continue
+            parent = leaf.parent
+            del parent.children[leaf.tokens[0]]
+            self.size -= len(leaf.tokens)
+            self.evictions += 1
+            if parent is not self._root and not parent.children:
+                heapq.heappush(leaves, (parent.last_used, id(parent), parent))
+
+    def _nodes(self):
+        stack = list(self._root.children.values())
+        while stack:
+            node = stack.pop()
+            stack.extend(node.children.values())
+            yield node
+
+
+def _common_length(a: tuple[int, ...], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

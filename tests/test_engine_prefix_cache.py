@@ -1,0 +1,103 @@
+"""The cross-call prefix cache: same results as without it, bounded memory."""
+
+import pytest
+import torch
+
+from policies.hf import HFPolicy
+from policies.prefix_cache import PrefixCache
+from policies.tiny import build_tiny_model
+
+PROBLEMS = ["12+7=", "3*4=", "100-1=", "8/2="]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    return build_tiny_model("1m", seed=1)
+
+
+def _tree_rounds(policy: HFPolicy, levels: int = 3, children: int = 2) -> list:
+    """Grow a tree the way a ToT round does: each level's prompts extend the last level's."""
+    prompts, history = list(PROBLEMS), []
+    for level in range(levels):
+        results = policy.sample(prompts, n=children, max_new_tokens=8, temperature=0.8, stop=["=", "\n"], seed=level)
+        history.append([[(s.text, s.token_ids, s.logprobs, s.finish_reason) for s in per] for per in results])
+        prompts = [p + s.text for p, per in zip(prompts, results) for s in per][: 3 * len(PROBLEMS)]
+    return history
+
+
+def test_results_with_the_cache_equal_results_without(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    plain = _tree_rounds(HFPolicy(model, tok))
+    cached_policy = HFPolicy(model, tok, prefix_cache_tokens=100_000)
+    cached = _tree_rounds(cached_policy)
+    assert cached_policy.engine.prefix_cache.size > 0
+    for level_plain, level_cached in zip(plain, cached):
+        for per_plain, per_cached in zip(level_plain, level_cached):
+            for a, b in zip(per_plain, per_cached):
+                assert (a[0], a[1], a[3]) == (b[0], b[1], b[3])
+                assert a[2] == pytest.approx(b[2], abs=1e-4)
+
+
+def test_cached_prefix_is_reused_and_matches_a_fresh_prefill(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    policy = HFPolicy(model, tok, prefix_cache_tokens=10_000)
+    (first,), = policy.sample(["12+7="], max_new_tokens=10, temperature=0)
+    extended = "12+7=" + first.text
+    ids = policy.encode_prompt(extended)
+    matched, _ = policy.engine.prefix_cache.match(ids)
+    assert matched >= len(ids) - 1  # prompt and generated tokens (all but the last) are cached
+    (again,), = policy.sample([extended], max_new_tokens=10, temperature=0)
+    (fresh,), = HFPolicy(model, tok).sample([extended], max_new_tokens=10, temperature=0)
+    assert again.token_ids == fresh.token_ids
+    assert again.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)
+
+
+def test_memory_bound_is_respected_with_evictions(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    bound = 60
+    policy = HFPolicy(model, tok, prefix_cache_tokens=bound)
+    cache = policy.engine.prefix_cache
+    for seed in range(4):
+        policy.sample(PROBLEMS, n=3, max_new_tokens=12, temperature=1.0, seed=seed)
+        assert cache.size <= bound
+        held = sum(len(node.tokens) for node in cache._nodes())
+        assert held == cache.size
+        assert all(k.shape[1] == len(node.tokens) for node in cache._nodes() for k, _ in node.kv)
+    assert cache.evictions > 0
+
+
+def test_weight_updates_invalidate_the_cache(model_and_tokenizer):
+    model, tok = build_tiny_model("1m", seed=2)
+    policy = HFPolicy(model, tok, prefix_cache_tokens=10_000)
+    policy.sample(["12+7="], max_new_tokens=5, temperature=0)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1.5)
+        model.model.layers[0].self_attn.v_proj.weight.mul_(-1.0)
+    (after,), = policy.sample(["12+7="], max_new_tokens=5, temperature=0)
+    (fresh,), = HFPolicy(model, tok).sample(["12+7="], max_new_tokens=5, temperature=0)
+    assert after.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)
+
+
+def test_radix_tree_splits_and_matches_partial_edges():
+    cache = PrefixCache(max_tokens=100)
+    kv = lambda n, base: [(torch.arange(base, base + n).float().view(1, n, 1), torch.zeros(1, n, 1))]  # noqa: E731
+    cache.insert([1, 2, 3, 4], kv(4, 0))
+    cache.insert([1, 2, 9], kv(3, 10))
+    assert cache.size == 5  # [1, 2] shared, then [3, 4] and [9]
+    matched, got = cache.match([1, 2, 3, 7])
+    assert matched == 3 and got[0][0].flatten().tolist() == [0, 1, 2]
+    matched, got = cache.match([1, 2, 9, 9])
+    assert matched == 3 and got[0][0].flatten().tolist() == [0, 1, 12]
+    assert cache.match([5]) == (0, [])
+
+
+def test_lru_evicts_the_least_recently_used_branch():
+    cache = PrefixCache(max_tokens=6)
+    kv = lambda n: [(torch.zeros(1, n, 1), torch.zeros(1, n, 1))]  # noqa: E731
+    cache.insert([1, 2, 3], kv(3))
+    cache.insert([4, 5, 6], kv(3))
+    cache.match([1, 2, 3])  # touch the first branch
+    cache.insert([7, 8], kv(2))
+    assert cache.size <= 6
+    assert cache.match([1, 2, 3])[0] == 3
+    assert cache.match([4, 5, 6])[0] < 3
