@@ -132,7 +132,7 @@ def write_view(source: Path, out: Path | None = None, fmt: str = "html") -> list
         fmt = "dot"
     targets = ([out.with_suffix(f".{fmt}")] if len(trees) == 1 and source.is_file()
                else [out / f"{label}.{fmt}" for label, _ in trees])
-    for (_, tree), target in zip(trees, targets):
+    for (_, tree), target in zip(trees, targets, strict=True):
         target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "dot":
             target.write_text(tree.to_dot(), encoding="utf-8")

@@ -120,7 +120,8 @@ def read_run(job: Path) -> Run:
         hydra_file = job / ".hydra" / "hydra.yaml"
         choices = {}
         if hydra_file.is_file():
-            choices = OmegaConf.to_container(OmegaConf.load(hydra_file)).get("hydra", {}).get("runtime", {}).get("choices", {})
+            recorded = OmegaConf.to_container(OmegaConf.load(hydra_file))
+            choices = recorded.get("hydra", {}).get("runtime", {}).get("choices", {})
     except Exception as e:  # noqa: BLE001 - any unreadable config is reported, not raised
         run.problem = f"unreadable .hydra config ({type(e).__name__}: {e})"
         return run
