@@ -1,0 +1,213 @@
+"""Generation throughput of our engine against `model.generate` and vLLM, on tiny Llamas.
+
+    python benchmarks/generation.py                       # 1m,10m,50m, full workloads
+    python benchmarks/generation.py --sizes 1m --quick    # a check that takes a few minutes
+
+Workloads (random-init tiny models, sampling at temperature 1, so text is noise but the
+shapes are those of a search round):
+  flat  best-of-N: P prompts x N samples, up to T new tokens, no stop;
+  tree  ToT/MCTS-shaped: B problems; each level expands `children` samples per node up to
+        a newline stop (a step); the next level's prompts are the kept nodes' prompt+step,
+        so every level's prompts extend the previous level's.
+Backends: naive per-node `generate` (batch 1), batched `generate` (one call per round),
+ours (HFPolicy engine), ours with the cross-call prefix cache, vLLM if importable.
+Roofline: model FLOPs/token x tokens/s / (2048^3 fp32 GEMM FLOP/s measured in this run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+from policies.hf import HFPolicy
+from policies.tiny import build_tiny_model, count_parameters
+
+PROBLEM_TEXT = "Use 4 7 8 8 to make 24.\nStep 1: "
+
+
+@dataclass
+class Round:
+    prompts: list[str]
+    n: int
+    max_new_tokens: int
+    stop: list[str]
+
+
+class Workload:
+    """A sequence of rounds; a tree workload builds each round from the last one's output."""
+
+    def __init__(self, name: str, args: argparse.Namespace):
+        self.name, self.args = name, args
+
+    def run(self, sample) -> int:
+        """Drive `sample(Round) -> list[list[str]]` (texts) through all rounds; return rounds."""
+        a = self.args
+        if self.name == "flat":
+            prompts = [f"{PROBLEM_TEXT}{i}" for i in range(a.flat_prompts)]
+            sample(Round(prompts, a.flat_n, a.flat_tokens, []))
+            return 1
+        rng = random.Random(0)
+        prompts = [f"{PROBLEM_TEXT}{i}" for i in range(a.tree_problems)]
+        for _ in range(a.tree_levels):
+            texts = sample(Round(prompts, a.tree_children, a.step_tokens, ["\n"]))
+            nodes = [[p + t for t in per] for p, per in zip(prompts, texts)]
+            per_problem = len(nodes) // a.tree_problems
+            prompts = []
+            for b in range(a.tree_problems):  # keep a beam of nodes per problem, as ToT BFS does
+                pool = [x for group in nodes[b * per_problem : (b + 1) * per_problem] for x in group]
+                prompts += rng.sample(pool, min(a.tree_beam, len(pool)))
+        return a.tree_levels
+
+
+class Counter:
+    """Counts generated tokens across a backend's calls."""
+
+    def __init__(self):
+        self.tokens = 0
+
+
+def ours(policy, counter: Counter, seed: list[int]):
+    def sample(r: Round) -> list[list[str]]:
+        seed[0] += 1
+        out = policy.sample(r.prompts, n=r.n, max_new_tokens=r.max_new_tokens, temperature=1.0, stop=r.stop, seed=seed[0])
+        counter.tokens += sum(s.num_tokens for per in out for s in per)
+        return [[s.text for s in per] for per in out]
+
+    return sample
+
+
+def hf_generate(model, tok, counter: Counter, batched: bool):
+    """`model.generate` per round (batched) or per node and sample (batch 1)."""
+    eos = tok.eos_token_id
+
+    def run(prompts: list[str], n: int, r: Round) -> list[list[str]]:
+        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left")
+        with torch.inference_mode():
+            out = model.generate(
+                **enc, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=r.max_new_tokens,
+                num_return_sequences=n, pad_token_id=eos, stop_strings=r.stop or None, tokenizer=tok,
+            )
+        texts = []
+        for row in out[:, enc.input_ids.shape[1] :].tolist():
+            length = row.index(eos) if eos in row else len(row)
+            counter.tokens += length
+            text = tok.decode(row[:length], skip_special_tokens=True)
+            for s in r.stop:
+                if s in text:
+                    text = text[: text.index(s) + len(s)]
+            texts.append(text)
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def sample(r: Round) -> list[list[str]]:
+        if batched:
+            return run(r.prompts, r.n, r)
+        return [[run([p], 1, r)[0][0] for _ in range(r.n)] for p in r.prompts]
+
+    return sample
+
+
+def gemm_flops(dtype=torch.float32, size: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * size**3 * reps / (time.perf_counter() - start)
+
+
+def flops_per_token(model) -> float:
+    """2 x parameters touched per token (input embedding is a lookup, not a GEMM)."""
+    return 2.0 * (count_parameters(model) - model.get_input_embeddings().weight.numel())
+
+
+def make_vllm(path: str):
+    try:
+        from policies.vllm import VLLMPolicy
+    except Exception as error:  # noqa: BLE001 -- any import failure means "skip this column"
+        return None, f"policies.vllm not importable: {type(error).__name__}: {error}"
+    try:
+        builder = getattr(VLLMPolicy, "from_pretrained", VLLMPolicy)
+        return builder(path), ""
+    except Exception as error:  # noqa: BLE001
+        return None, f"VLLMPolicy({path!r}) failed: {type(error).__name__}: {error}"
+
+
+def measure(sample, counter: Counter, workload: Workload) -> tuple[float, int]:
+    start = time.perf_counter()
+    workload.run(sample)
+    return counter.tokens / (time.perf_counter() - start), counter.tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1m,10m,50m")
+    parser.add_argument("--workloads", default="flat,tree")
+    parser.add_argument("--backends", default="naive,batched,ours,ours+cache,vllm")
+    parser.add_argument("--flat-prompts", type=int, default=64)
+    parser.add_argument("--flat-n", type=int, default=8)
+    parser.add_argument("--flat-tokens", type=int, default=64)
+    parser.add_argument("--tree-problems", type=int, default=32)
+    parser.add_argument("--tree-levels", type=int, default=4)
+    parser.add_argument("--tree-children", type=int, default=4)
+    parser.add_argument("--tree-beam", type=int, default=4, help="nodes kept per problem per level")
+    parser.add_argument("--step-tokens", type=int, default=16)
+    parser.add_argument("--naive-limit", type=int, default=64, help="naive generate runs on at most this many rounds' prompts (it is slow); tokens/s is still exact")
+    parser.add_argument("--quick", action="store_true", help="quarter-size workloads")
+    parser.add_argument("--prefix-cache-tokens", type=int, default=200_000)
+    args = parser.parse_args()
+    if args.quick:
+        args.flat_prompts, args.tree_problems, args.flat_tokens = 16, 8, 32
+    backends = args.backends.split(",")
+    peak = gemm_flops()
+    print(f"fp32 GEMM 2048^3: {peak / 1e9:.1f} GFLOP/s, torch threads {torch.get_num_threads()}")
+    header = f"{'size':>5} {'workload':>8} {'backend':>11} {'tokens':>7} {'tok/s':>9} {'ours/x':>7} {'roofline':>8}"
+    rows = []
+    for size in args.sizes.split(","):
+        model, tok = build_tiny_model(size)
+        fpt = flops_per_token(model)
+        vllm, why_not = (None, "not requested")
+        if "vllm" in backends:
+            folder = tempfile.mkdtemp(prefix=f"bench_{size}_")
+            HFPolicy(model, tok).save(folder)
+            vllm, why_not = make_vllm(folder)
+            if vllm is None:
+                print(f"[{size}] vLLM skipped: {why_not}")
+        for name in args.workloads.split(","):
+            workload = Workload(name, args)
+            results = {}
+            for backend in backends:
+                counter = Counter()
+                if backend == "naive":
+                    small = argparse.Namespace(**vars(args))
+                    small.flat_prompts = min(args.flat_prompts, max(1, args.naive_limit // args.flat_n))
+                    small.tree_problems = min(args.tree_problems, max(1, args.naive_limit // (args.tree_beam * args.tree_children)))
+                    results[backend] = measure(hf_generate(model, tok, counter, batched=False), counter, Workload(name, small))
+                elif backend == "batched":
+                    results[backend] = measure(hf_generate(model, tok, counter, batched=True), counter, workload)
+                elif backend in ("ours", "ours+cache"):
+                    cache_tokens = args.prefix_cache_tokens if backend == "ours+cache" else 0
+                    policy = HFPolicy(model, tok, prefix_cache_tokens=cache_tokens)
+                    results[backend] = measure(ours(policy, counter, [0]), counter, workload)
+                elif backend == "vllm" and vllm is not None:
+                    try:
+                        results[backend] = measure(ours(vllm, counter, [0]), counter, workload)
+                    except Exception as error:  # noqa: BLE001 -- report and keep the other columns
+                        print(f"[{size}] vLLM failed on {name}: {type(error).__name__}: {error}")
+                        vllm = None
+            best_ours = max(results.get("ours", (0, 0))[0], results.get("ours+cache", (0, 0))[0])
+            for backend, (rate, tokens) in results.items():
+                ratio = best_ours / rate if rate else float("nan")
+                rows.append(f"{size:>5} {name:>8} {backend:>11} {tokens:>7} {rate:>9.0f} {ratio:>6.2f}x {fpt * rate / peak:>7.1%}")
+                print(rows[-1], flush=True)
+    print("\n" + header)
+    print("\n".join(rows))
+    print("ours/x = best of (ours, ours+cache) tokens/s divided by that backend's tokens/s")
+
+
+if __name__ == "__main__":
+    main()
