@@ -59,6 +59,11 @@ class Policy(Protocol):
         """Teacher-forced log p of each continuation's tokens given its prompt."""
         ...
 
+    def update_weights(self, folder: str | Path | None = None) -> None:
+        """Serve the current weights of `model` (after a training step), or first load
+        them from an HF checkpoint folder into `model`."""
+        ...
+
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face model folder (weights + tokenizer)."""
         ...

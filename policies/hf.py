@@ -23,6 +23,17 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 LOGPROB_CHUNK_ELEMENTS = 64 * 1024 * 1024
 
 
+def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
+    """Copy the weights of an HF checkpoint folder into `model` in place."""
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a Hugging Face model folder (no config.json)")
+    loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=next(model.parameters()).dtype)
+    try:
+        model.load_state_dict(loaded.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {folder} does not fit the model: {err}") from None
+
+
 class HFPolicy:
     """`Policy` over a transformers causal LM, sampling with our batched `Engine`."""
 
@@ -52,6 +63,14 @@ class HFPolicy:
         Path(path).mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+    def update_weights(self, folder: str | Path | None = None) -> None:
+        """Make sampling use new weights. In-place changes to `model` need nothing: the
+        engine notices them (parameter version counters) and drops stale cached KV. A
+        checkpoint folder is loaded into the same `model` object, so a trainer's
+        optimizer keeps pointing at it."""
+        if folder is not None:
+            load_checkpoint_weights(self.model, folder)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]

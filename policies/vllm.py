@@ -32,6 +32,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from policies.base import Sample
+from policies.hf import load_checkpoint_weights
 
 GIB = 1 << 30
 DTYPES = ("bfloat16", "float32", "float16", "auto")  # float16 is ~1000x slower on CPU: GPU only
@@ -191,13 +192,7 @@ class VLLMPolicy:
         trainer's optimizer keeps pointing at it), then push: `model` and the engine never
         disagree."""
         if folder is not None:
-            if not (Path(folder) / "config.json").is_file():
-                raise FileNotFoundError(f"{folder} is not a Hugging Face model folder (no config.json)")
-            loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-            try:
-                self.model.load_state_dict(loaded.state_dict())
-            except RuntimeError as err:
-                raise ValueError(f"checkpoint {folder} does not fit the served model: {err}") from None
+            load_checkpoint_weights(self.model, folder)
         weights = [(name, tensor.detach()) for name, tensor in self.model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from search import SearchResult, SearchTree
+from search.expand import majority_vote
 from tasks import Problem, Task
-from training import metrics
+from search import metrics
 
 
 @given(st.integers(1, 10).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n), st.integers(1, n))))
@@ -27,10 +28,10 @@ def test_pass_at_k_rejects_impossible_counts():
         metrics.pass_at_k(4, 1, 5)
 
 
-def test_majority_answer_ignores_missing_and_breaks_ties_by_first_seen():
-    assert metrics.majority_answer([None, "3", "4", "4", "3"]) == "3"
-    assert metrics.majority_answer([None, "4", "3", "4"]) == "4"
-    assert metrics.majority_answer([None, None]) is None
+def test_majority_vote_ignores_missing_and_breaks_ties_by_first_seen():
+    assert majority_vote([None, "3", "4", "4", "3"]) == "3"
+    assert majority_vote([None, "4", "3", "4"]) == "4"
+    assert majority_vote([None, None]) is None
 
 
 class Exact(Task):

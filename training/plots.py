@@ -21,6 +21,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from search.run_folder import is_number as _is_number, read_metrics
+
 ACCURACY = ("maj@1", "maj@k", "pass@k", "rerank@k")
 # file stem -> (line kind, keys drawn as one line each, y-axis label)
 FIGURES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -29,34 +31,6 @@ FIGURES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "train_reward": ("train", ("train_reward",), "mean reward of searched traces"),
 }
 X_AXES = {"iteration": ("iteration", "iteration"), "tokens": ("cumulative_tokens", "cumulative generated tokens")}
-NUMERIC_KEYS = frozenset({"iteration", "cumulative_tokens", "k", "eval_tokens", "search_tokens", "n_traces", "loss",
-                          *ACCURACY, "distinct_correct", "train_reward"})
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl file; blank lines are skipped, anything else that is not
-    a JSON object with numeric metric values raises ValueError naming file and line."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
-        for key in NUMERIC_KEYS & row.keys():
-            if row[key] is not None and not _is_number(row[key]):
-                raise ValueError(f"{path}:{n}: {key!r} must be a number, found {row[key]!r}")
-        rows.append(row)
-    return rows
-
-
 def points(rows: list[dict[str, Any]], kind: str, x_key: str, y_key: str) -> tuple[list[float], list[float]]:
     """(xs, ys) of the `kind` rows that have finite values for both keys, sorted by x."""
     pairs = sorted((r[x_key], r[y_key]) for r in rows if r.get("kind") == kind

@@ -1,0 +1,1 @@
+"""Trainers (EI, PPO, GRPO, RCRL, ORM), metrics, the iteration loop, checkpoints, reports."""

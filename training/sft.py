@@ -1,0 +1,116 @@
+"""Supervised fine-tuning on (prompt, completion) pairs, loss on the completion only.
+
+Every trainer that fits a policy to text (the tiny base, Expert Iteration, RCRL, the SFT
+part of anything else) goes through `sft`, and every trainer that needs per-token
+log-probabilities of completions goes through `completion_logprobs`, so tokenisation,
+padding and masking live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_length: int = 512
+
+
+def encode_pair(tokenizer, prompt: str, completion: str, eos: bool = True) -> tuple[list[int], list[int]]:
+    """Token ids of `prompt` and of `completion` (plus EOS), tokenised separately so the
+    completion ids are exactly what a sampler produces after that prompt."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if eos and tokenizer.eos_token_id is not None:
+        completion_ids = completion_ids + [tokenizer.eos_token_id]
+    return list(prompt_ids), list(completion_ids)
+
+
+def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded batch: `input_ids`, `attention_mask`, and `labels` that are the
+    completion tokens (IGNORE elsewhere). Over-long rows keep their completion's start:
+    the prompt is cut from the left."""
+    rows = []
+    for prompt_ids, completion_ids in pairs:
+        ids = prompt_ids + completion_ids
+        labels = [IGNORE] * len(prompt_ids) + completion_ids
+        if max_length is not None and len(ids) > max_length:
+            cut = len(ids) - max_length
+            ids, labels = ids[cut:], labels[cut:]
+        rows.append((ids, labels))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def completion_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log p of the labelled tokens, shape (batch, length - 1), and the mask of
+    labelled positions (same shape). Position t scores token t + 1."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mask
+
+
+def sft(
+    model,
+    tokenizer,
+    examples: Sequence[tuple[str, str]],
+    config: SFTConfig,
+    seed: int = 0,
+    progress: bool = False,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, float]:
+    """Fit `model` to the completions of `examples`; returns the mean loss of the last epoch.
+
+    A caller that continues training across rounds passes its own `optimizer` so the
+    moments carry over; otherwise a fresh AdamW is made.
+    """
+    if not examples:
+        return {"loss": float("nan"), "sft_tokens": 0}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = [encode_pair(tokenizer, p, c) for p, c in examples]
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    losses: list[float] = []
+    tokens = 0
+    steps = config.epochs * -(-len(encoded) // config.batch_size)
+    bar = tqdm(total=steps, desc="sft", disable=not progress, leave=False)
+    for _ in range(config.epochs):
+        losses = []
+        order = torch.randperm(len(encoded), generator=generator).tolist()
+        for start in range(0, len(order), config.batch_size):
+            batch = collate([encoded[i] for i in order[start : start + config.batch_size]], pad_id, config.max_length)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            tokens += int(batch["attention_mask"].sum())
+            bar.update()
+    bar.close()
+    model.eval()
+    return {"loss": sum(losses) / len(losses), "sft_tokens": tokens}

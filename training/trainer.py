@@ -1,0 +1,27 @@
+"""The trainer contract: turn one iteration's search results into an updated policy."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from policies import Policy
+from search import SearchResult
+from tasks import Task
+
+
+class Trainer(Protocol):
+    """`setup` once with the policy it updates in place; `step` once per iteration.
+
+    `state_dict`/`load_state_dict` hold everything beyond the policy weights that a
+    resumed run needs (optimiser, data set so far, ...), as plain picklable-by-torch data.
+    """
+
+    name: str
+
+    def setup(self, policy: Policy, task: Task) -> None: ...
+
+    def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
