@@ -135,3 +135,23 @@ class Arith(Task):
 
 def _apply(a: int, op: str, b: int) -> int:
     return {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+
+
+def arithmetic_corpus(lines: int, operand_range: tuple[int, int] = (1, 9), seed: int = 0) -> list[str]:
+    """Generic arithmetic text, `a op b = c\\n` lines in random order: the steps of random
+    chains (so results beyond the operand range appear too), with no prompt, no chain and
+    no answer line. What a "pretrained" base model reads instead of task solutions."""
+    lo, hi = tuple(operand_range)
+    if lines < 0 or not 1 <= lo <= hi:
+        raise ValueError(f"arithmetic_corpus: need lines >= 0 and 1 <= lo <= hi, got {lines}, {[lo, hi]}")
+    chains = Arith(min_steps=1, max_steps=4, operand_range=(lo, hi), seed=seed)
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < lines:
+        value, ops = chains._chain(rng)
+        for op, b in ops:
+            result = _apply(value, op, b)
+            out.append(f"{value} {op} {b} = {result}\n")
+            value = result
+    rng.shuffle(out)
+    return out[:lines]

@@ -17,6 +17,11 @@ Rules: every result must be a positive integer (positive rational with
 `allow_fractions`); zero and negative results are illegal, so division by zero cannot
 arise from legal steps. With `use_all`, the answer must use every number (Game of 24).
 
+Prompt styles (`prompt_style`): `plain` is the prompt above; `fewshot` puts `fewshot_k`
+solved train problems (chosen with the task seed) before it, each its plain prompt, its
+first reference trace and a blank line -- how a base model that never saw a Countdown
+solution (`policy.init: pretrained`) is asked.
+
 Judging: a trace earns reward 1.0 only when every step is legal on the numbers available
 at that point (a reused or invented number, wrong arithmetic or a wrong `left` list gives
 0), some step's result equals the target, and the answer expression, as written, obeys
@@ -43,6 +48,7 @@ _NUM = r"\d{1,13}(?:/\d{1,13})?"
 _STEP = re.compile(rf"({_NUM}) ([-+*/]) ({_NUM}) = ({_NUM}) \(left:((?: {_NUM})+)\)")
 _ANSWER = "answer:"
 _APPLY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+PROMPT_STYLES = ("plain", "fewshot")
 _MAX_LINE = 200  # longer lines are never legal steps; rejected before any regex runs
 
 
@@ -64,6 +70,8 @@ class Countdown(Task):
         allow_fractions: bool = False,
         use_all: bool = False,
         reference_count: int = 4,
+        prompt_style: str = "plain",
+        fewshot_k: int = 3,
     ) -> None:
         number_range, target_range = tuple(number_range), tuple(target_range)
         _require(2 <= min_numbers <= max_numbers <= 6, "min_numbers/max_numbers", "need 2 <= min_numbers <= max_numbers <= 6")
@@ -71,13 +79,17 @@ class Countdown(Task):
             _require(1 <= lo <= hi, key, f"need 1 <= lo <= hi, got {[lo, hi]}")
         _require(train_size >= 0 and test_size >= 0, "train_size/test_size", "must be >= 0")
         _require(reference_count >= 1, "reference_count", "must be >= 1")
+        _require(prompt_style in PROMPT_STYLES, "prompt_style", f"{prompt_style!r} is not one of {PROMPT_STYLES}")
+        _require(fewshot_k >= 0, "fewshot_k", "must be >= 0")
         self.min_numbers, self.max_numbers = min_numbers, max_numbers
         self.number_range, self.target_range = number_range, target_range
         self.sizes = {"test": test_size, "train": train_size}
         self.seed = seed
         self.allow_fractions, self.use_all = allow_fractions, use_all
         self.reference_count = reference_count
+        self.prompt_style, self.fewshot_k = prompt_style, fewshot_k
         self._splits: dict[str, list[Problem]] | None = None
+        self._fewshot_prefix: str | None = None
 
     # ---- problems -------------------------------------------------------------------
 
@@ -135,7 +147,15 @@ class Countdown(Task):
         return Problem(problem_id, question, str(target), {"numbers": list(numbers), "target": target})
 
     def prompt(self, problem: Problem) -> str:
-        return problem.question + "\n"
+        plain = problem.question + "\n"
+        return self._fewshot() + plain if self.prompt_style == "fewshot" else plain
+
+    def _fewshot(self) -> str:
+        if self._fewshot_prefix is None:
+            pool = self.problems("train")
+            shots = random.Random(f"{self.seed}:fewshot").sample(pool, min(self.fewshot_k, len(pool)))
+            self._fewshot_prefix = "".join(f"{p.question}\n{self.reference_traces(p)[0]}\n" for p in shots)
+        return self._fewshot_prefix
 
     # ---- solutions --------------------------------------------------------------------
 
