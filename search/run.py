@@ -23,7 +23,7 @@ from policies.seeding import seed_everything
 from search.budget import Budget
 from search.metrics import accuracy, greedy_results, summarize
 from search.run_folder import RunFolder, write_atomic
-from tasks.config import build_task
+from tasks.config import build_task, use_tokenizer
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -32,6 +32,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
     task = build_task(cfg.task)
     limit = cfg.task.get("limit") or cfg.eval.problems
     policy = instantiate(cfg.policy)
+    use_tokenizer(task, policy.tokenizer)
     strategy = instantiate(cfg.search)
     budget = Budget(**OmegaConf.to_container(cfg.budget, resolve=True))
     problems = task.problems(cfg.eval.split, limit=limit, seed=cfg.seed)

@@ -25,3 +25,10 @@ def task_definition(cfg: Any) -> dict[str, Any]:
 
 def build_task(cfg: Any) -> Task:
     return instantiate(task_definition(cfg))
+
+
+def use_tokenizer(task: Task, tokenizer: object) -> None:
+    """Give a task with `prompt_style: chat` the policy tokenizer's chat template; other
+    tasks and styles need nothing from the tokenizer."""
+    if getattr(task, "prompt_style", None) == "chat":
+        task.set_chat_template(tokenizer)

@@ -25,8 +25,10 @@ from search import Budget, SearchResult
 from policies.seeding import seed_everything
 from search.metrics import evaluate_policy
 from search.run_folder import RunFolder
+from search.view import write_view
 from tasks import Problem, Task
-from tasks.config import build_task
+from tasks.config import build_task, use_tokenizer
+from training.plots import plot_run
 from training.trainer import Trainer
 
 COMPLETE = "COMPLETE"  # marker file: a checkpoint folder without it is ignored on resume
@@ -92,6 +94,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     folder = RunFolder(out_dir)
     task = build_task(cfg.task)
     policy: Policy = instantiate(cfg.policy)
+    use_tokenizer(task, policy.tokenizer)
     trainer: Trainer = instantiate(cfg.trainer)
     trainer.setup(policy, task)
     budget = Budget(**cfg.budget)
@@ -122,6 +125,9 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         _save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         _print_row(rows[-1], rows[-2])
+    plot_run(folder.root)
+    if cfg.save_trees:
+        write_view(folder.root)
     return rows
 
 

@@ -1,0 +1,67 @@
+"""Real Hydra composition of every config group, and the errors users see."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from tasks.config import build_task, task_definition
+
+CONF = Path(__file__).parents[1] / "conf"
+GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in ("task", "search", "trainer", "policy")}
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_defaults_are_countdown_tiny_sampling_ei():
+    cfg = composed()
+    assert cfg.task._target_ == "tasks.countdown.Countdown"
+    assert cfg.policy._target_ == "training.base_model.tiny_base"
+    assert cfg.search._target_ == "search.sampling.Sampling"
+    assert cfg.trainer._target_ == "training.ei.ExpertIteration"
+
+
+@pytest.mark.parametrize("name", GROUPS["search"])
+def test_every_strategy_instantiates_with_a_name(name):
+    strategy = instantiate(composed(f"search={name}").search)
+    assert isinstance(strategy.name, str) and strategy.name
+
+
+@pytest.mark.parametrize("name", [n for n in GROUPS["task"] if n != "gsm8k" or (CONF.parents[1] / "shared").exists()])
+def test_every_task_builds_and_ignores_the_run_limit(name):
+    cfg = composed(f"task={name}", "task.limit=5")
+    assert "limit" not in task_definition(cfg.task)
+    task = build_task(cfg.task)
+    assert task.step_stop
+
+
+@pytest.mark.parametrize("name", GROUPS["trainer"])
+def test_every_trainer_config_names_its_target(name):
+    cfg = composed(f"trainer={name}")
+    assert cfg.trainer._target_.startswith("training.")
+
+
+def run_module(*args, cwd):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_unknown_strategy_lists_the_choices_without_a_traceback(tmp_path):
+    out = run_module("training.run", "search=nope", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "Could not find 'search/nope'" in out.stderr
+    for name in GROUPS["search"]:
+        assert name in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_data_file_names_the_file(tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    out = run_module("search.run", "task=gsm8k", f"task.path={missing}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode != 0
+    assert str(missing) in out.stderr
