@@ -5,6 +5,12 @@ traces of only a *subset* of the task's training problems (`sft_problems`), for 
 epochs, so it knows the format but starts far from perfect — leaving room for RL to
 improve and, possibly, to plateau. The cache key covers the task config and every knob
 here, so a second run with the same recipe loads the folder instead of rebuilding it.
+
+`init: pretrained` mirrors the paper's pretrained start: the model reads only generic
+arithmetic text (`tasks.arith.arithmetic_corpus`: `a op b = c` lines, `pretrain.lines`
+of them over `pretrain.operand_range`, packed `pretrain.lines_per_document` to an
+example) and never a task solution; pair it with a few-shot prompt
+(`task.prompt_style=fewshot`). `sft_problems` and `traces_per_problem` are unused then.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from omegaconf import DictConfig, OmegaConf
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from tasks import Task
+from tasks.arith import arithmetic_corpus
 from tasks.config import build_task, task_definition
 from training.sft import SFTConfig, sft
 
 RECIPE_VERSION = 1  # bump when the build procedure changes, so stale caches are not reused
+INITS = ("sft", "pretrained")
+PRETRAIN_DEFAULTS = {"lines": 20000, "operand_range": [1, 20], "lines_per_document": 8}
 
 
 def default_cache_dir() -> Path:
@@ -39,6 +48,7 @@ def tiny_base(
     sft_problems: int = 200,
     traces_per_problem: int = 1,
     sft: dict | None = None,
+    pretrain: dict | None = None,
     seed: int = 0,
     cache_dir: str | None = None,
     progress: bool = True,
@@ -48,13 +58,15 @@ def tiny_base(
     `task` is the task's *config* (Hydra passes it unresolved with `_recursive_: false`)
     so that it can be hashed into the cache key.
     """
-    if init != "sft":
-        raise ValueError(f"policy.init={init!r}: this build supports 'sft' only")
+    if init not in INITS:
+        raise ValueError(f"policy.init={init!r}: choose one of {INITS}")
     task_cfg = task_definition(task)
     sft = OmegaConf.to_container(OmegaConf.create(sft or {}), resolve=True)
     recipe = {"version": RECIPE_VERSION, "task": task_cfg, "size": size, "init": init,
               "sft_problems": sft_problems, "traces_per_problem": traces_per_problem,
               "sft": sft, "seed": seed}
+    if init == "pretrained":
+        recipe["pretrain"] = _pretrain_recipe(pretrain)
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = folder / f"tiny-{size}-{init}-{digest}"
@@ -63,12 +75,33 @@ def tiny_base(
     return HFPolicy.from_pretrained(folder)
 
 
+def _pretrain_recipe(pretrain: dict | None) -> dict:
+    given = OmegaConf.to_container(OmegaConf.create(pretrain or {}), resolve=True)
+    unknown = sorted(set(given) - set(PRETRAIN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"policy.pretrain: unknown keys {unknown}; known: {sorted(PRETRAIN_DEFAULTS)}")
+    recipe = {**PRETRAIN_DEFAULTS, **given}
+    if recipe["lines_per_document"] < 1:
+        raise ValueError("policy.pretrain.lines_per_document: must be >= 1")
+    return recipe
+
+
+def pretraining_examples(pretrain: dict, seed: int) -> list[tuple[str, str]]:
+    """Documents of generic arithmetic text, as (empty prompt, text) pairs for `sft`."""
+    lines = arithmetic_corpus(pretrain["lines"], tuple(pretrain["operand_range"]), seed)
+    per = pretrain["lines_per_document"]
+    return [("", "".join(lines[i : i + per])) for i in range(0, len(lines), per)]
+
+
 def _build(folder: Path, recipe: dict, task: Task, progress: bool) -> None:
     torch.manual_seed(recipe["seed"])
     model, tokenizer = build_tiny_model(recipe["size"], seed=recipe["seed"])
-    problems = task.problems("train", limit=recipe["sft_problems"], seed=recipe["seed"])
-    examples = [(task.prompt(p), trace) for p in problems
-                for trace in task.reference_traces(p)[: recipe["traces_per_problem"]]]
+    if recipe["init"] == "pretrained":
+        examples = pretraining_examples(recipe["pretrain"], recipe["seed"])
+    else:
+        problems = task.problems("train", limit=recipe["sft_problems"], seed=recipe["seed"])
+        examples = [(task.prompt(p), trace) for p in problems
+                    for trace in task.reference_traces(p)[: recipe["traces_per_problem"]]]
     stats = sft(model, tokenizer, examples, SFTConfig(**recipe["sft"]), seed=recipe["seed"], progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
