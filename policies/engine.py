@@ -4,43 +4,82 @@ Search strategies issue many prompts x n samples per call, stop at a step delimi
 grow trees whose children extend their parent's text. `model.generate` serves none of
 that well, so this loop:
 
-* prefills each distinct prompt once and expands its KV to the n sample rows;
-* decodes all rows of the call together (left padding, explicit position ids);
-* checks stop strings on decoded text, so a delimiter split across tokens is found;
-* drops finished rows from the batch (and the KV cache), and trims padding columns that
-  no remaining row needs, so no compute is spent on finished work;
+* prefills each distinct prompt once and copies its KV to the n sample rows;
+* decodes all rows of the call together (left padding, explicit position ids) into a
+  preallocated KV buffer (`SlotCache`): no concatenation per step;
+* keeps live rows in the first slots of the buffer: when rows finish, live rows from the
+  tail move into their slots, so a finish costs a copy of the finished rows only, never
+  of the whole batch; padding columns no live row needs are skipped by an offset;
+* checks stop strings on decoded text, so a delimiter split across tokens is found, but
+  only for rows whose newest token could end a stop (a per-stop-set vocabulary table);
 * records log p(token) under the raw model distribution (teacher-forcing equivalent);
 * optionally reuses KV across calls through a `PrefixCache`: a prompt that extends an
   earlier prompt or an earlier sample prefills only its new suffix. The cache is dropped
   whenever the model's weights change (tracked by the parameters' version counters).
 
-It drives any transformers causal LM that accepts `past_key_values` / `position_ids` /
-`logits_to_keep` (Llama, Qwen, Mistral, ...).
+It drives any full-attention transformers causal LM whose attention layers call
+`past_key_values.update(keys, values, layer_idx)` and accept a prepared 4D boolean mask
+(Llama, Qwen2, Mistral without sliding window, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-from transformers import DynamicCache
 
 from policies.base import Sample
 from policies.prefix_cache import KV, PrefixCache
+from policies.stop_table import StopTable
 
 
-@dataclass
-class _Row:
-    """One sample being decoded."""
+class SlotCache:
+    """Preallocated per-layer KV, [rows, kv_heads, capacity, head_dim].
 
-    prompt_index: int
-    limit: int
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    text: str = ""  # decoded incrementally, only when stop strings are checked
-    prefix_offset: int = 0
-    read_offset: int = 0
-    finish_reason: str | None = None
+    Live rows occupy slots [0, batch); columns [start, length) hold every live row's keys.
+    The model writes the new tokens' KV through `update` (the transformers Cache call),
+    the engine then calls `advance`.
+    """
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], length: int):
+        self.keys, self.values = keys, values
+        self.batch = keys[0].shape[0]
+        self.start, self.length = 0, length
+
+    @classmethod
+    def allocate(cls, config, rows: int, capacity: int, dtype: torch.dtype, device) -> "SlotCache":
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (rows, heads, capacity, dim)
+        layers = range(config.num_hidden_layers)
+        return cls(
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in layers],
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in layers],
+            0,
+        )
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
+        end = self.length + keys.shape[2]
+        self.keys[layer_idx][: self.batch, :, self.length : end] = keys
+        self.values[layer_idx][: self.batch, :, self.length : end] = values
+        return (
+            self.keys[layer_idx][: self.batch, :, self.start : end],
+            self.values[layer_idx][: self.batch, :, self.start : end],
+        )
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length - self.start
+
+    def advance(self, tokens: int) -> None:
+        self.length += tokens
+
+    def move(self, to: torch.Tensor, source: torch.Tensor) -> None:
+        """Copy rows `source` into slots `to` (the written columns only)."""
+        for layer in (*self.keys, *self.values):
+            written = layer[:, :, self.start : self.length]
+            written.index_copy_(0, to, written.index_select(0, source))
+
+    def row_kv(self, slot: int, columns: torch.Tensor) -> KV:
+        """One row's KV over the given columns, per layer: [heads, tokens, dim]."""
+        return [(k[slot][:, columns], v[slot][:, columns]) for k, v in zip(self.keys, self.values)]
 
 
 class Engine:
@@ -48,11 +87,12 @@ class Engine:
 
     def __init__(self, model, tokenizer, prefix_cache: PrefixCache | None = None):
         if not hasattr(tokenizer, "backend_tokenizer"):
-            raise TypeError("Engine needs a fast (tokenizers-backed) tokenizer for incremental decoding")
+            raise TypeError("Engine needs a fast (tokenizers-backed) tokenizer for batched decoding")
         self.model = model
         self.tokenizer = tokenizer
         self.prefix_cache = prefix_cache
         self._weights_version: int | None = None
+        self._stop_tables: dict[tuple[str, ...], StopTable] = {}
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
 
@@ -79,79 +119,113 @@ class Engine:
             seed = int(torch.randint(0, 2**62, (1,)).item())  # follows the global torch seed
         generator = torch.Generator().manual_seed(seed)
 
-        live = [i for i, ids in enumerate(prompt_ids) if max_new_tokens[i] > 0]
-        rows = [_Row(prompt_index=i, limit=max_new_tokens[i]) for i in live for _ in range(n)]
-        if rows:
-            self._decode(
-                [prompt_ids[i] for i in live], n, rows, temperature, top_p, stop, generator
-            )
-        results: list[list[Sample]] = [
-            [Sample("", [], [], "length") for _ in range(n)] for _ in prompt_ids
-        ]
-        for j, row in enumerate(rows):
-            results[row.prompt_index][j % n] = self._to_sample(row)
+        results: list[list[Sample]] = [[Sample("", [], [], "length") for _ in range(n)] for _ in prompt_ids]
+        live = [i for i in range(len(prompt_ids)) if max_new_tokens[i] > 0]
+        if live:
+            prompts = [prompt_ids[i] for i in live]
+            limits = [max_new_tokens[i] for i in live for _ in range(n)]
+            samples = self._decode(prompts, n, limits, temperature, top_p, stop, generator)
+            for j, sample in enumerate(samples):
+                results[live[j // n]][j % n] = sample
         return results
 
-    def _decode(self, prompts, n, rows, temperature, top_p, stop, generator) -> None:
+    def _decode(self, prompts, n, limits, temperature, top_p, stop, generator) -> list[Sample]:
+        """Decode rows prompt-major (row r samples prompt r // n); one Sample per row."""
         device = self.model.device
-        cache, mask, positions, logits = self._prefill(prompts)
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            mask = mask.repeat_interleave(n, dim=0)
-            positions = positions.repeat_interleave(n, dim=0)
-            logits = logits.repeat_interleave(n, dim=0)
-        active = list(range(len(rows)))
-        max_stop = max((len(s) for s in stop), default=0)
-        while True:
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            tokens = _choose(logits.float(), temperature, top_p, generator)
-            chosen = logprobs.gather(1, tokens[:, None])[:, 0].tolist()
-            token_list = tokens.tolist()
-            for k, r in enumerate(active):
-                rows[r].token_ids.append(token_list[k])
-                rows[r].logprobs.append(chosen[k])
-            if stop:
-                self._extend_text([rows[r] for r in active], stop, max_stop)
-            for r in active:
-                row = rows[r]
-                if row.finish_reason is None:
-                    if row.token_ids[-1] in self.eos_ids:
-                        row.finish_reason = "eos"
-                    elif len(row.token_ids) >= row.limit:
-                        row.finish_reason = "length"
-            keep = [k for k, r in enumerate(active) if rows[r].finish_reason is None]
-            if self.prefix_cache is not None:
-                for k, r in enumerate(active):
-                    if rows[r].finish_reason is not None and len(rows[r].token_ids) > 1:
-                        ids = prompts[r // n] + rows[r].token_ids[:-1]
-                        self.prefix_cache.insert(ids, _row_kv(cache, mask, k))
-            if not keep:
-                return
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, positions, tokens = mask[index], positions[index], tokens[index]
-                active = [active[k] for k in keep]
-                mask = _trim_padding(cache, mask)
-            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+        prefill, prefill_mask, positions, logits = self._prefill(prompts)
+        rows, steps, width = len(limits), max(limits), prefill.length
+        cache = SlotCache.allocate(self.model.config, rows, width + steps, prefill.keys[0].dtype, device)
+        expand = torch.arange(rows, device=device) // n
+        for big, small in zip((*cache.keys, *cache.values), (*prefill.keys, *prefill.values)):
+            big[:, :, :width] = small[expand]
+        cache.length = width
+        mask = torch.zeros((rows, width + steps), dtype=torch.bool, device=device)
+        mask[:, :width] = prefill_mask[expand]
+        positions, logits = positions[expand], logits[expand]
+        del prefill
+
+        slot_rows = torch.arange(rows, device=device)  # the row living in each slot
+        row_limits = torch.tensor(limits, device=device)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        token_ids = torch.zeros((rows, steps), dtype=torch.long, device=device)
+        logprobs = torch.zeros((rows, steps), dtype=torch.float32, device=device)
+        lengths, reasons, texts = [0] * rows, [""] * rows, [""] * rows
+        table = self._stop_table(stop) if stop else None
+        for step in range(steps):
+            live_rows = slot_rows[: cache.batch]
+            tokens = _choose(logits, temperature, top_p, generator)
+            token_ids[live_rows, step] = tokens
+            logprobs[live_rows, step] = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]
+            finished = torch.isin(tokens, eos) | (row_limits[live_rows] <= step + 1)
+            stopped: dict[int, str] = {}
+            if table is not None:
+                for slot in table.candidates(tokens).tolist():
+                    text = table.stopped_text(token_ids[int(live_rows[slot])], step + 1)
+                    if text is not None:
+                        stopped[slot] = text
+                        finished[slot] = True
+            done = finished.nonzero()[:, 0].tolist()
+            for slot in done:
+                row = int(live_rows[slot])
+                lengths[row] = step + 1
+                if slot in stopped:
+                    reasons[row], texts[row] = "stop", stopped[slot]
+                else:
+                    reasons[row] = "eos" if int(tokens[slot]) in self.eos_ids else "length"
+                if self.prefix_cache is not None and step > 0:
+                    ids = prompts[row // n] + token_ids[row, :step].tolist()
+                    self.prefix_cache.insert(ids, cache.row_kv(slot, mask[slot, : cache.length].nonzero()[:, 0]))
+            if len(done) == cache.batch:
+                break
+            if done:
+                tokens, positions = self._compact(cache, finished, mask, slot_rows, tokens, positions)
+            mask[: cache.batch, cache.length] = True
             out = self.model(
                 input_ids=tokens[:, None],
-                attention_mask=mask,
+                attention_mask=mask[: cache.batch, None, None, cache.start : cache.length + 1],
                 position_ids=positions[:, None],
                 past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
-            logits = out.logits[:, -1]
+            cache.advance(1)
+            logits = out.logits[:, -1].float()
             positions = positions + 1
+
+        token_lists, logprob_lists = token_ids.tolist(), logprobs.tolist()
+        samples = []
+        unstopped = [token_lists[r][: lengths[r]] for r in range(rows) if reasons[r] != "stop"]
+        decoded = iter(self.tokenizer.backend_tokenizer.decode_batch(unstopped, skip_special_tokens=True))
+        for r in range(rows):
+            text = texts[r] if reasons[r] == "stop" else next(decoded)
+            samples.append(Sample(text, token_lists[r][: lengths[r]], logprob_lists[r][: lengths[r]], reasons[r]))
+        return samples
+
+    @staticmethod
+    def _compact(cache: SlotCache, finished, mask, slot_rows, tokens, positions):
+        """Move live rows from the tail into finished slots; skip all-padding columns."""
+        keep = ~finished
+        batch = int(keep.sum())
+        holes = finished[:batch].nonzero()[:, 0]
+        sources = keep[batch:].nonzero()[:, 0] + batch
+        if len(holes):
+            cache.move(holes, sources)
+            mask[holes] = mask[sources]
+            slot_rows[holes] = slot_rows[sources]
+            tokens, positions = tokens.clone(), positions.clone()
+            tokens[holes], positions[holes] = tokens[sources], positions[sources]
+        cache.batch = batch
+        used = mask[:batch, cache.start : cache.length].any(dim=0)
+        cache.start += int(used.int().argmax())
+        return tokens[:batch], positions[:batch]
 
     def _prefill(self, prompts: list[list[int]]):
         """Run the prompts through the model once, reusing cached prefix KV where known.
 
         Row i's cached prefix (length m_i) is right-aligned in the first block of columns,
         its uncached suffix right-aligned in the second; padding holes are masked out and
-        position ids are explicit. Returns the KV cache, the attention mask, each row's
-        next position id and the logits for its first generated token.
+        position ids are explicit. Returns the KV, the attention mask over its columns,
+        each row's next position id and the logits for its first generated token.
         """
         device = self.model.device
         for i, p in enumerate(prompts):
@@ -162,39 +236,44 @@ class Engine:
         hits = [self._lookup(p) for p in prompts]
         cached_width = max(m for m, _ in hits)
         suffix_width = max(len(p) - m for p, (m, _) in zip(prompts, hits))
+        width = cached_width + suffix_width
         ids = torch.full((len(prompts), suffix_width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), cached_width + suffix_width), dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.bool)
         position_ids = torch.zeros((len(prompts), suffix_width), dtype=torch.long)
         for i, (p, (m, _)) in enumerate(zip(prompts, hits)):
             suffix = p[m:]
             ids[i, suffix_width - len(suffix) :] = torch.tensor(suffix)
             position_ids[i, suffix_width - len(suffix) :] = torch.arange(m, len(p))
-            mask[i, cached_width - m : cached_width] = 1
-            mask[i, cached_width + suffix_width - len(suffix) :] = 1
+            mask[i, cached_width - m : cached_width] = True
+            mask[i, width - len(suffix) :] = True
         ids, mask, position_ids = ids.to(device), mask.to(device), position_ids.to(device)
-        cache = DynamicCache(config=self.model.config)
-        if cached_width:
-            for layer, (k0, _) in enumerate(next(kv for m, kv in hits if m)):
-                keys = k0.new_zeros((len(prompts), k0.shape[0], cached_width, k0.shape[2]))
-                values = torch.zeros_like(keys)
-                for i, (m, kv) in enumerate(hits):
-                    if m:
-                        keys[i, :, cached_width - m :] = kv[layer][0]
-                        values[i, :, cached_width - m :] = kv[layer][1]
-                cache.update(keys, values, layer)
+        dtype = next(self.model.parameters()).dtype
+        cache = SlotCache.allocate(self.model.config, len(prompts), width, dtype, device)
+        for i, (m, kv) in enumerate(hits):
+            for layer, (k, v) in enumerate(kv):
+                cache.keys[layer][i, :, cached_width - m : cached_width] = k
+                cache.values[layer][i, :, cached_width - m : cached_width] = v
+        cache.length = cached_width
+        # Query q (column cached_width + q) sees valid columns up to itself, and always
+        # itself, so padding queries stay finite instead of attending to nothing.
+        columns = torch.arange(width, device=device)
+        query_columns = columns[cached_width:, None]
+        causal = columns[None, :] <= query_columns
+        attend = (mask[:, None, :] & causal) | (columns[None, :] == query_columns)
         out = self.model(
             input_ids=ids,
-            attention_mask=mask,
+            attention_mask=attend[:, None],
             position_ids=position_ids,
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
         )
+        cache.advance(suffix_width)
         if self.prefix_cache is not None:
             for i, p in enumerate(prompts):
-                self.prefix_cache.insert(p, _row_kv(cache, mask, i))
+                self.prefix_cache.insert(p, cache.row_kv(i, mask[i].nonzero()[:, 0]))
         positions = torch.tensor([len(p) for p in prompts], device=device)
-        return cache, mask, positions, out.logits[:, -1]
+        return cache, mask, positions, out.logits[:, -1].float()
 
     def _lookup(self, ids: list[int]) -> tuple[int, KV]:
         """Cached KV for the longest prefix of `ids`, leaving at least one token to run."""
@@ -210,33 +289,12 @@ class Engine:
             self.prefix_cache.clear()
             self._weights_version = version
 
-    def _extend_text(self, rows: list[_Row], stop: list[str], max_stop: int) -> None:
-        """Decode each row's newest tokens and mark rows whose text now contains a stop.
-
-        Decoding a short window (vLLM-style prefix/read offsets) keeps multi-token
-        characters intact without re-decoding the whole sequence every step.
-        """
-        decode = self.tokenizer.backend_tokenizer.decode_batch
-        before = decode([r.token_ids[r.prefix_offset : r.read_offset] for r in rows], skip_special_tokens=True)
-        after = decode([r.token_ids[r.prefix_offset :] for r in rows], skip_special_tokens=True)
-        for row, old, new in zip(rows, before, after):
-            if len(new) <= len(old) or new.endswith("\ufffd"):
-                continue  # an incomplete character: wait for more tokens
-            start = max(0, len(row.text) - max_stop + 1)
-            row.text += new[len(old) :]
-            row.prefix_offset, row.read_offset = row.read_offset, len(row.token_ids)
-            hits = [(row.text.find(s, start), s) for s in stop]
-            hits = [(pos, s) for pos, s in hits if pos >= 0]
-            if hits:
-                pos, s = min(hits)
-                row.text = row.text[: pos + len(s)]
-                row.finish_reason = "stop"
-
-    def _to_sample(self, row: _Row) -> Sample:
-        text = row.text
-        if row.finish_reason != "stop":
-            text = self.tokenizer.backend_tokenizer.decode(row.token_ids, skip_special_tokens=True)
-        return Sample(text, row.token_ids, row.logprobs, row.finish_reason or "length")
+    def _stop_table(self, stop: list[str]) -> StopTable:
+        key = tuple(stop)
+        if key not in self._stop_tables:
+            vocab = max(self.model.config.vocab_size, len(self.tokenizer))
+            self._stop_tables[key] = StopTable(self.tokenizer.backend_tokenizer, stop, vocab)
+        return self._stop_tables[key]
 
 
 def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
@@ -250,23 +308,6 @@ def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: t
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
-
-
-def _trim_padding(cache: DynamicCache, mask: torch.Tensor) -> torch.Tensor:
-    """Drop leading columns that are padding for every remaining row."""
-    first = int(mask.any(dim=0).int().argmax().item())
-    if first == 0:
-        return mask
-    for layer in cache.layers:
-        layer.keys = layer.keys[:, :, first:]
-        layer.values = layer.values[:, :, first:]
-    return mask[:, first:]
-
-
-def _row_kv(cache: DynamicCache, mask: torch.Tensor, row: int) -> KV:
-    """Row `row`'s KV over its real (unmasked) columns, per layer: [heads, tokens, dim]."""
-    columns = mask[row].nonzero()[:, 0]
-    return [(layer.keys[row][:, columns], layer.values[row][:, columns]) for layer in cache.layers]
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
