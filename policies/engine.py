@@ -24,6 +24,8 @@ It drives any full-attention transformers causal LM whose attention layers call
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from policies.base import Sample
@@ -85,12 +87,18 @@ class SlotCache:
 class Engine:
     """Batched sampler over a causal LM. `generate` takes token ids, returns Samples."""
 
-    def __init__(self, model, tokenizer, prefix_cache: PrefixCache | None = None):
+    def __init__(
+        self, model, tokenizer, prefix_cache: PrefixCache | None = None, dtype: torch.dtype | None = None
+    ):
+        """`dtype` (e.g. torch.bfloat16) samples with a copy of the weights in that dtype,
+        refreshed whenever `model`'s weights change; logprobs are then those of the copy."""
         if not hasattr(tokenizer, "backend_tokenizer"):
             raise TypeError("Engine needs a fast (tokenizers-backed) tokenizer for batched decoding")
         self.model = model
         self.tokenizer = tokenizer
         self.prefix_cache = prefix_cache
+        self.dtype = dtype
+        self._sampler = model
         self._weights_version: int | None = None
         self._stop_tables: dict[tuple[str, ...], StopTable] = {}
         self.eos_ids = _eos_ids(model, tokenizer)
@@ -132,6 +140,7 @@ class Engine:
     def _decode(self, prompts, n, limits, temperature, top_p, stop, generator) -> list[Sample]:
         """Decode rows prompt-major (row r samples prompt r // n); one Sample per row."""
         device = self.model.device
+        self._sync_weights()
         prefill, prefill_mask, positions, logits = self._prefill(prompts)
         rows, steps, width = len(limits), max(limits), prefill.length
         cache = SlotCache.allocate(self.model.config, rows, width + steps, prefill.keys[0].dtype, device)
@@ -180,7 +189,7 @@ class Engine:
             if done:
                 tokens, positions = self._compact(cache, finished, mask, slot_rows, tokens, positions)
             mask[: cache.batch, cache.length] = True
-            out = self.model(
+            out = self._sampler(
                 input_ids=tokens[:, None],
                 attention_mask=mask[: cache.batch, None, None, cache.start : cache.length + 1],
                 position_ids=positions[:, None],
@@ -231,8 +240,6 @@ class Engine:
         for i, p in enumerate(prompts):
             if not p:
                 raise ValueError(f"prompt {i} encodes to no tokens; give the model at least one token")
-        if self.prefix_cache is not None:
-            self._drop_cache_if_weights_changed()
         hits = [self._lookup(p) for p in prompts]
         cached_width = max(m for m, _ in hits)
         suffix_width = max(len(p) - m for p, (m, _) in zip(prompts, hits))
@@ -247,7 +254,7 @@ class Engine:
             mask[i, cached_width - m : cached_width] = True
             mask[i, width - len(suffix) :] = True
         ids, mask, position_ids = ids.to(device), mask.to(device), position_ids.to(device)
-        dtype = next(self.model.parameters()).dtype
+        dtype = next(self._sampler.parameters()).dtype
         cache = SlotCache.allocate(self.model.config, len(prompts), width, dtype, device)
         for i, (m, kv) in enumerate(hits):
             for layer, (k, v) in enumerate(kv):
@@ -260,7 +267,7 @@ class Engine:
         query_columns = columns[cached_width:, None]
         causal = columns[None, :] <= query_columns
         attend = (mask[:, None, :] & causal) | (columns[None, :] == query_columns)
-        out = self.model(
+        out = self._sampler(
             input_ids=ids,
             attention_mask=attend[:, None],
             position_ids=position_ids,
@@ -281,13 +288,20 @@ class Engine:
             return 0, []
         return self.prefix_cache.match(ids[:-1])
 
-    def _drop_cache_if_weights_changed(self) -> None:
-        """Cached KV is only valid for the weights that computed it; in-place updates
-        (optimizer steps, load_state_dict) bump the parameters' version counters."""
+    def _sync_weights(self) -> None:
+        """Cached KV and a low-precision copy are only valid for the weights that made
+        them; in-place updates (optimizer steps, load_state_dict) bump the parameters'
+        version counters, which is how a change is noticed."""
+        if self.prefix_cache is None and self.dtype in (None, next(self.model.parameters()).dtype):
+            return
         version = sum(p._version for p in self.model.parameters())
-        if version != self._weights_version:
+        if version == self._weights_version:
+            return
+        self._weights_version = version
+        if self.prefix_cache is not None:
             self.prefix_cache.clear()
-            self._weights_version = version
+        if self.dtype not in (None, next(self.model.parameters()).dtype):
+            self._sampler = _cast_copy(self.model, self.dtype)
 
     def _stop_table(self, stop: list[str]) -> StopTable:
         key = tuple(stop)
@@ -308,6 +322,13 @@ def _choose(logits: torch.Tensor, temperature: float, top_p: float, generator: t
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(1, order, sorted_probs)
     return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+
+
+def _cast_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """An eval-mode copy of `model` with parameters in `dtype`; buffers (rotary
+    frequencies) keep their precision."""
+    memo = {id(p): torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for p in model.parameters()}
+    return copy.deepcopy(model, memo).eval()
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

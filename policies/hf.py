@@ -37,17 +37,28 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
 class HFPolicy:
     """`Policy` over a transformers causal LM, sampling with our batched `Engine`."""
 
-    def __init__(self, model, tokenizer, prefix_cache_tokens: int = 0):
+    def __init__(self, model, tokenizer, prefix_cache_tokens: int = 0, sample_dtype: str | None = None):
         """`prefix_cache_tokens` > 0 keeps up to that many tokens of KV across calls, so
-        prompts extending earlier prompts or samples prefill only their new suffix."""
+        prompts extending earlier prompts or samples prefill only their new suffix.
+        `sample_dtype` ("bfloat16") samples with a copy of the weights in that dtype (2-3x
+        faster GEMMs on CPUs with AVX-512 bf16); `Sample.logprobs` are then the copy's,
+        within ~1e-2 per token of the fp32 teacher-forced `logprobs` (see tests)."""
+        if sample_dtype is not None and sample_dtype not in DTYPES:
+            raise ValueError(f"sample_dtype must be one of {sorted(DTYPES)} or None, got {sample_dtype!r}")
         self.model = model
         self.tokenizer = tokenizer
         cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
-        self.engine = Engine(model, tokenizer, prefix_cache=cache)
+        dtype = DTYPES[sample_dtype] if sample_dtype is not None else None
+        self.engine = Engine(model, tokenizer, prefix_cache=cache, dtype=dtype)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, dtype: str = "float32", device: str = "cpu", prefix_cache_tokens: int = 0
+        cls,
+        path: str | Path,
+        dtype: str = "float32",
+        device: str = "cpu",
+        prefix_cache_tokens: int = 0,
+        sample_dtype: str | None = None,
     ) -> "HFPolicy":
         """Load any transformers causal-LM folder (weights + tokenizer)."""
         if dtype not in DTYPES:
@@ -56,7 +67,7 @@ class HFPolicy:
             raise FileNotFoundError(f"model folder {path} does not exist")
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device).eval()
-        return cls(model, tokenizer, prefix_cache_tokens)
+        return cls(model, tokenizer, prefix_cache_tokens, sample_dtype)
 
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face model folder (weights + tokenizer)."""

@@ -1,0 +1,93 @@
+"""The engine's shortcuts: the stop-candidate table never misses a stop, bf16 sampling
+stays close to the fp32 model and follows weight updates."""
+
+import random
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from policies.hf import HFPolicy
+from policies.stop_table import StopTable
+from policies.tiny import build_tiny_model
+
+PROMPTS = ["12+7=", "3*4=", "100-1=", "8/2="]
+
+
+def _byte_level_bpe() -> Tokenizer:
+    """A real byte-level BPE: multi-character tokens and characters split over tokens."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    text = ["Step 1: 3+4=7 -> 7*2=14\n", "Schritt 2: größer als 9 -> ja\n", "答案 是 24 ->\n"] * 20
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, show_progress=False))
+    return tok
+
+
+def _first_stop_by_table(table: StopTable, ids: list[int]) -> str | None:
+    """What the engine does: check the row only on steps whose token is a candidate."""
+    row = torch.tensor(ids)
+    for step in range(len(ids)):
+        if len(table.candidates(row[step : step + 1])):
+            text = table.stopped_text(row, step + 1)
+            if text is not None:
+                return text
+    return None
+
+
+@pytest.mark.parametrize("stop", [["\n"], ["->"], ["ß"], ["答案", "4 "]])
+def test_candidate_table_finds_the_first_stop_of_the_full_text(stop):
+    tok = _byte_level_bpe()
+    table = StopTable(tok, stop, tok.get_vocab_size())
+    rng = random.Random(0)
+    found = 0
+    for _ in range(300):
+        ids = [rng.randrange(tok.get_vocab_size()) for _ in range(rng.randrange(1, 30))]
+        expected = None
+        for length in range(1, len(ids) + 1):  # the earliest prefix whose text holds a stop
+            text = tok.decode(ids[:length])
+            if any(s in text for s in stop):
+                expected = text[: min(text.find(s) + len(s) for s in stop if s in text)]
+                break
+        assert _first_stop_by_table(table, ids) == expected
+        found += expected is not None
+    assert found > 10
+
+
+def test_character_tokenizer_table_is_exact():
+    _, tok = build_tiny_model("1m")
+    table = StopTable(tok.backend_tokenizer, ["->", "\n"], len(tok))
+    expected = {tok.convert_tokens_to_ids(c) for c in (">", "\n")}
+    assert set(table.table.nonzero()[:, 0].tolist()) == expected
+
+
+def test_bf16_sampling_logprobs_are_close_to_fp32_teacher_forcing():
+    model, tok = build_tiny_model("1m", seed=3)
+    policy = HFPolicy(model, tok, sample_dtype="bfloat16")
+    results = policy.sample(PROMPTS, n=3, max_new_tokens=20, temperature=1.0, seed=1, stop=["\n"])
+    pairs = [(policy.encode_prompt(p), s.token_ids) for p, per in zip(PROMPTS, results) for s in per]
+    forced = policy.sequence_logprobs(pairs)
+    samples = [s for per in results for s in per]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # training weights untouched
+    for sample, reference in zip(samples, forced):
+        assert sample.logprobs == pytest.approx(reference, abs=3e-2)
+    worst = max(abs(a - b) for s, r in zip(samples, forced) for a, b in zip(s.logprobs, r))
+    assert worst > 0  # it did sample in bf16
+
+
+def test_bf16_copy_follows_in_place_weight_updates():
+    model, tok = build_tiny_model("1m", seed=4)
+    policy = HFPolicy(model, tok, sample_dtype="bfloat16", prefix_cache_tokens=1000)
+    before = policy.sample(PROMPTS, max_new_tokens=8, temperature=0)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1.0)
+    after = policy.sample(PROMPTS, max_new_tokens=8, temperature=0)
+    fresh = HFPolicy(model, tok, sample_dtype="bfloat16").sample(PROMPTS, max_new_tokens=8, temperature=0)
+    assert [s.token_ids for per in after for s in per] == [s.token_ids for per in fresh for s in per]
+    assert [s.token_ids for per in after for s in per] != [s.token_ids for per in before for s in per]
+
+
+def test_unknown_sample_dtype_is_named():
+    model, tok = build_tiny_model("1m")
+    with pytest.raises(ValueError, match="sample_dtype"):
+        HFPolicy(model, tok, sample_dtype="int3")
