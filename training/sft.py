@@ -64,10 +64,16 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, max_lengt
 def completion_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log p of the labelled tokens, shape (batch, length - 1), and the mask of
     labelled positions (same shape). Position t scores token t + 1."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return labelled_logprobs(logits, batch["labels"])
+
+
+def labelled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`completion_logprobs` from logits a caller already has (batch, length, vocab), for
+    trainers that need the same forward pass for more (entropy, a value head)."""
+    targets = labels[:, 1:]
     mask = targets != IGNORE
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return logp * mask, mask
 
 

@@ -1,0 +1,320 @@
+"""The policy-gradient update over token batches that PPO and GRPO share.
+
+A search result's traces become `Rollout`s: the token ids the sampler produced (prompt via
+`encode_prompt`, each step via `encode_continuation`, EOS when the trace ended on it) with
+the log-probabilities recorded at generation time as the "old" policy, so no extra forward
+pass is needed for importance ratios. A subclass fills in each rollout's per-token
+advantages (and value targets); `PolicyGradientTrainer.update` then runs clipped-ratio
+epochs over shuffled minibatches, with an optional KL penalty against a frozen reference
+and an optional critic. The algorithms themselves live in `training.core_algos`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from policies import Policy
+from search import SearchResult
+from search.tree import Trace
+from tasks import Task
+from training import core_algos
+from training.sft import collate, labelled_logprobs
+
+
+@dataclass
+class Rollout:
+    """One trace as token ids plus per-response-token training data (lists, one entry per
+    response token). `loss_mask` is 0 on tokens trained through another rollout (a tree
+    step shared by several traces is credited once)."""
+
+    result: SearchResult
+    trace: Trace
+    prompt_ids: list[int]
+    response_ids: list[int]
+    old_logp: list[float]
+    step_ends: list[int]  # response-token end (exclusive) of each tree step
+    loss_mask: list[float] = field(default_factory=list)
+    advantages: list[float] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+    old_values: list[float] = field(default_factory=list)
+    ref_logp: list[float] = field(default_factory=list)
+
+
+def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
+    """The ids the sampler produced for `trace`, checked against its recorded logprobs."""
+    eos = policy.tokenizer.eos_token_id
+    response, logps, ends = [], [], []
+    for i, (step, lps) in enumerate(zip(trace.steps, trace.step_logprobs)):
+        ids = list(policy.encode_continuation(step))
+        if i == len(trace.steps) - 1 and trace.finish_reason == "eos":
+            ids.append(eos)
+        if len(ids) != len(lps):
+            raise ValueError(
+                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step re-encodes to {len(ids)} "
+                f"tokens but the sampler recorded {len(lps)} logprobs ({step!r}); this tokenizer does not "
+                "round-trip the step text, so importance ratios cannot be formed")
+        response += ids
+        logps += lps
+        ends.append(len(response))
+    return Rollout(result, trace, list(policy.encode_prompt(trace.prompt)), response, logps, ends,
+                   loss_mask=[1.0] * len(response))
+
+
+def text_step_ends(policy: Policy, task: Task, rollout: Rollout) -> list[int]:
+    """Response-token end of each of the task's text steps (`task.split_steps` of the
+    trace text); the last one is the final token (EOS included), where the outcome lands."""
+    ends, node_start_char, node_start_tok = [], 0, 0
+    steps = task.split_steps(rollout.trace.text)
+    boundaries, offset = [], 0
+    for s in steps:
+        offset += len(s)
+        boundaries.append(offset)
+    for step_text, node_end in zip(rollout.trace.steps, rollout.step_ends):
+        node_end_char = node_start_char + len(step_text)
+        for b in boundaries:
+            if node_start_char < b <= node_end_char and b != boundaries[-1]:
+                inside = len(policy.encode_continuation(step_text[: b - node_start_char]))
+                ends.append(min(node_start_tok + inside, node_end))
+        node_start_char, node_start_tok = node_end_char, node_end
+    return ends + [len(rollout.response_ids)] if steps else []
+
+
+def credit_shared_steps_once(rollouts: list[Rollout]) -> None:
+    """Zero the loss mask of tree steps already in an earlier rollout of the same tree, so
+    node-level advantages count each step once (the prefix stays as context)."""
+    seen: set[tuple[int, int]] = set()
+    for r in rollouts:
+        start = 0
+        for node, end in zip(r.trace.node_ids, r.step_ends):
+            key = (id(r.result.tree), node)
+            if key in seen:
+                r.loss_mask[start:end] = [0.0] * (end - start)
+            seen.add(key)
+            start = end
+
+
+def per_node_advantages(rollout: Rollout, advantage: dict[int, float]) -> list[float]:
+    """Each token carries the advantage of the tree step it belongs to."""
+    out, start = [], 0
+    for node, end in zip(rollout.trace.node_ids, rollout.step_ends):
+        out += [advantage.get(node, 0.0)] * (end - start)
+        start = end
+    return out
+
+
+class ValueHead(torch.nn.Module):
+    """A linear value head on a causal LM's last hidden state (zero-initialised, so the
+    first value estimates are 0 rather than noise)."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(hidden.float()).squeeze(-1)
+
+
+@dataclass
+class TokenBatch:
+    """Collated rollouts. Token tensors are (batch, width - 1) in scoring positions
+    (position t scores input token t + 1), zero outside each row's response."""
+
+    inputs: dict[str, torch.Tensor]
+    mask: torch.Tensor
+    tensors: dict[str, torch.Tensor]
+
+
+def make_batch(rollouts: list[Rollout], pad_id: int, fields: tuple[str, ...]) -> TokenBatch:
+    inputs = collate([(r.prompt_ids, r.response_ids) for r in rollouts], pad_id)
+    width = inputs["input_ids"].shape[1] - 1
+    tensors = {}
+    for name in (*fields, "loss_mask"):
+        t = torch.zeros(len(rollouts), width)
+        for i, r in enumerate(rollouts):
+            values = getattr(r, name)
+            if values:
+                start = len(r.prompt_ids) - 1
+                t[i, start : start + len(values)] = torch.tensor(values, dtype=torch.float32)
+        tensors[name] = t
+    mask = tensors.pop("loss_mask")
+    return TokenBatch(inputs, mask, tensors)
+
+
+def forward(model: torch.nn.Module, batch: TokenBatch, head: ValueHead | None = None,
+            entropy: bool = False) -> dict[str, torch.Tensor]:
+    """log p of the response tokens, and optionally entropy and values, all (batch, width - 1)."""
+    out = model(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"],
+                output_hidden_states=head is not None)
+    logp, _ = labelled_logprobs(out.logits, batch.inputs["labels"])
+    scores = {"logp": logp}
+    if entropy:
+        scores["entropy"] = core_algos.entropy_from_logits(out.logits[:, :-1])
+    if head is not None:
+        scores["values"] = head(out.hidden_states[-1][:, :-1])
+    return scores
+
+
+def unpad(t: torch.Tensor, rollouts: list[Rollout]) -> list[list[float]]:
+    """Per-rollout response slices of a (batch, width - 1) tensor, as lists."""
+    return [t[i, len(r.prompt_ids) - 1 : len(r.prompt_ids) - 1 + len(r.response_ids)].tolist()
+            for i, r in enumerate(rollouts)]
+
+
+class PolicyGradientTrainer:
+    """Clipped-ratio policy-gradient trainer; subclasses define `assign_advantages`.
+
+    The optimizer steps `policy.model` (and the critic, when there is one) in place; the
+    frozen reference is a copy of the weights `setup` saw, kept only when `kl_coef > 0`.
+    """
+
+    name = "pg"
+
+    def __init__(self, *, lr: float = 1e-4, weight_decay: float = 0.0, epochs: int = 1, minibatch_size: int = 32,
+                 grad_clip: float | None = 1.0, clip_low: float = 0.2, clip_high: float | None = None,
+                 loss_agg: str = "token-mean", policy_loss: str = "ppo", kl_coef: float = 0.0,
+                 kl_estimator: str = "k3", entropy_coef: float = 0.0, seed: int = 0, progress: bool = False):
+        if epochs < 1 or minibatch_size < 1:
+            raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
+        core_algos.lookup(core_algos.KL_ESTIMATORS, kl_estimator, "trainer.kl_estimator")
+        core_algos.aggregate(torch.zeros(1, 1), torch.ones(1, 1), loss_agg)
+        self.policy_loss = core_algos.lookup(core_algos.POLICY_LOSSES, policy_loss, "trainer.policy_loss")
+        self.lr, self.weight_decay, self.epochs, self.minibatch_size = lr, weight_decay, epochs, minibatch_size
+        self.grad_clip, self.clip_low, self.clip_high, self.loss_agg = grad_clip, clip_low, clip_high, loss_agg
+        self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
+        self.seed, self.progress = seed, progress
+        self.critic_model: torch.nn.Module | None = None  # a separate critic backbone, when configured
+        self.value_head: ValueHead | None = None
+        self.uses_critic = False  # a critic exists (built in `setup`)
+        self.critic_active = False  # this iteration's update trains it (GAE needs it, tree advantages don't)
+        self.kl_in_loss = kl_coef > 0
+
+    # ------------------------------------------------------------ set-up and state
+
+    def setup(self, policy: Policy, task: Task) -> None:
+        self.policy, self.task = policy, task
+        model = policy.model
+        self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if self.kl_coef > 0 else None
+        groups = [{"params": list(model.parameters()), "lr": self.lr}]
+        if self.uses_critic:
+            groups.append({"params": self.build_critic(model), "lr": self.critic_lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+
+    def build_critic(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        raise NotImplementedError
+
+    def critic_modules(self) -> dict[str, torch.nn.Module]:
+        return {k: m for k, m in (("value_head", self.value_head), ("critic_model", self.critic_model)) if m is not None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer, critic and reference weights: with the policy checkpoint, all a
+        resumed run needs (minibatch order is seeded by iteration, so there is no RNG)."""
+        return {"optimizer": self.optimizer.state_dict(),
+                "critic": {k: m.state_dict() for k, m in self.critic_modules().items()},
+                "reference": self.ref_model.state_dict() if self.ref_model is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        for k, m in self.critic_modules().items():
+            m.load_state_dict(state["critic"][k])
+        if self.ref_model is not None and state["reference"] is not None:
+            self.ref_model.load_state_dict(state["reference"])
+
+    # ------------------------------------------------------------ one iteration
+
+    def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
+        rollouts = [encode_trace(self.policy, r, t) for r in results for t in r.traces()]
+        rollouts = [r for r in rollouts if r.response_ids]
+        if not rollouts:
+            return {"pg_rollouts": 0}
+        self.score_rollouts(rollouts)
+        stats = self.assign_advantages(rollouts)
+        stats.update(self.update(rollouts, iteration))
+        return stats
+
+    def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """Fill `advantages` (and, with a critic, `returns`) of every rollout."""
+        raise NotImplementedError
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.policy.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def minibatches(self, rollouts: list[Rollout], generator: torch.Generator | None = None):
+        order = torch.randperm(len(rollouts), generator=generator).tolist() if generator else range(len(rollouts))
+        order = list(order)
+        for start in range(0, len(order), self.minibatch_size):
+            yield [rollouts[i] for i in order[start : start + self.minibatch_size]]
+
+    @torch.no_grad()
+    def score_rollouts(self, rollouts: list[Rollout]) -> None:
+        """Reference log-probs (when a KL penalty is on) and the critic's values before the
+        update (the 'old values' of value clipping and GAE)."""
+        for chunk in self.minibatches(rollouts):
+            batch = make_batch(chunk, self.pad_id, ())
+            if self.ref_model is not None:
+                for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
+                    r.ref_logp = lp
+            if self.critic_active:
+                for r, v in zip(chunk, unpad(self.values(batch, None), chunk)):
+                    r.old_values = v
+
+    def values(self, batch: TokenBatch, policy_scores: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """Critic values (batch, width - 1): from the policy's own pass with a shared
+        backbone, else from the separate critic."""
+        if self.critic_model is None:
+            scores = policy_scores or forward(self.policy.model, batch, self.value_head)
+            return scores["values"]
+        return forward(self.critic_model, batch, self.value_head)["values"]
+
+    def update(self, rollouts: list[Rollout], iteration: int) -> dict[str, float]:
+        model = self.policy.model
+        fields = ("old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
+            ("returns", "old_values") if self.critic_active else ())
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
+        shared_head = self.critic_active and self.critic_model is None
+        totals: dict[str, float] = {}
+        steps = 0
+        model.train()
+        for _ in range(self.epochs):
+            for chunk in self.minibatches(rollouts, generator):
+                batch = make_batch(chunk, self.pad_id, fields)
+                scores = forward(model, batch, self.value_head if shared_head else None, entropy=True)
+                t, mask = batch.tensors, batch.mask
+                loss, stats = self.policy_loss(scores["logp"], t["old_logp"], t["advantages"], mask,
+                                               clip_low=self.clip_low, clip_high=self.clip_high, agg=self.loss_agg)
+                stats = {"pg_loss": loss.detach(), **stats,
+                         "entropy": core_algos.masked_mean(scores["entropy"].detach(), mask)}
+                if self.kl_in_loss:
+                    kl = core_algos.kl_penalty(scores["logp"], t["ref_logp"], self.kl_estimator)
+                    kl_loss = core_algos.aggregate(kl, mask, self.loss_agg)
+                    loss = loss + self.kl_coef * kl_loss
+                    stats["kl"] = kl_loss.detach()
+                if self.entropy_coef:
+                    loss = loss - self.entropy_coef * core_algos.aggregate(scores["entropy"], mask, self.loss_agg)
+                if self.critic_active:
+                    v_loss, v_clip = core_algos.value_loss(self.values(batch, scores), t["old_values"], t["returns"],
+                                                           mask, self.value_clip)
+                    loss = loss + self.vf_coef * v_loss
+                    stats.update(value_loss=v_loss.detach(), value_clip_frac=v_clip)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip:  # policy and critic are clipped separately; the policy's norm is logged
+                    norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip)
+                             for g in self.optimizer.param_groups]
+                    stats["grad_norm"] = norms[0]
+                self.optimizer.step()
+                steps += 1
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+        model.eval()
+        out = {k: v / steps for k, v in totals.items()}
+        out.update(pg_rollouts=len(rollouts), pg_updates=steps,
+                   pg_tokens=int(sum(sum(r.loss_mask) for r in rollouts)))
+        return out

@@ -1,0 +1,136 @@
+"""PPO (Schulman et al. 2017) as in Havrilla et al. 2024: actor + critic, GAE over
+token-level rewards, clipped ratio and value objectives, and a per-token KL penalty
+against a frozen copy of the initial policy (coefficient 0.05, the paper's).
+
+Rewards (`reward`): `sparse` puts the outcome on the final token; `dense` gives each text
+step the task's step reward on its last token; `orm` gives each step the score an outcome
+reward model (`training.orm`, anything with `value(texts) -> scores`) assigns to the trace
+up to that step. Rollouts from tree search (depth > 1) can instead use tree advantages
+(`advantage: tree`, or `auto`): a step's advantage is the mean leaf reward below the node
+it creates minus that below its parent, and each shared step is credited once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Protocol
+
+import torch
+
+from search import SearchResult
+from tasks.rewards import REWARD_MODES, step_rewards
+from training import core_algos
+from training.pg import (PolicyGradientTrainer, Rollout, ValueHead, credit_shared_steps_once, per_node_advantages,
+                         text_step_ends)
+
+ADVANTAGES = ("gae", "tree", "auto")
+CRITICS = ("shared", "separate")
+KL_PLACES = ("reward", "loss")
+
+
+class OutcomeRewardModel(Protocol):
+    """What `reward: orm` needs: a score for each (prompt + partial trace) text."""
+
+    def value(self, texts: list[str]) -> list[float]: ...
+
+
+def tree_depth(result: SearchResult) -> int:
+    return max(d["depth"] for _, d in result.tree.graph.nodes(data=True))
+
+
+class PPO(PolicyGradientTrainer):
+    name = "ppo"
+
+    def __init__(self, *, reward: str = "sparse", advantage: str = "auto", gamma: float = 1.0, lam: float = 0.95,
+                 whiten_advantages: bool = True, critic: str = "shared", critic_lr: float | None = None,
+                 vf_coef: float = 0.5, value_clip: float | None = 0.2, kl_coef: float = 0.05,
+                 kl_estimator: str = "k1", kl_in: str = "reward", orm: OutcomeRewardModel | None = None, **kwargs):
+        super().__init__(kl_coef=kl_coef, kl_estimator=kl_estimator, **kwargs)
+        for key, value, choices in (("reward", reward, REWARD_MODES + ("orm",)), ("advantage", advantage, ADVANTAGES),
+                                    ("critic", critic, CRITICS), ("kl_in", kl_in, KL_PLACES)):
+            if value not in choices:
+                raise ValueError(f"trainer.{key}: {value!r} is not one of {list(choices)}")
+        self.reward, self.advantage, self.gamma, self.lam = reward, advantage, gamma, lam
+        self.whiten_advantages, self.critic, self.vf_coef, self.value_clip = whiten_advantages, critic, vf_coef, value_clip
+        self.critic_lr = self.lr if critic_lr is None else critic_lr
+        self.kl_in = kl_in
+        self.orm = orm
+        self.uses_critic = advantage != "tree"
+
+    def set_orm(self, orm: OutcomeRewardModel) -> None:
+        """Attach the outcome reward model that `reward: orm` scores steps with."""
+        self.orm = orm
+
+    def build_critic(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        self.value_head = ValueHead(model.config.hidden_size)
+        if self.critic == "separate":  # initialised from the actor, as verl and the paper do
+            self.critic_model = copy.deepcopy(model).train()
+            return [*self.critic_model.parameters(), *self.value_head.parameters()]
+        return list(self.value_head.parameters())
+
+    def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
+        if self.reward == "orm" and self.orm is None:
+            raise ValueError("trainer.reward=orm needs an outcome reward model: pass `orm=` or call "
+                             "PPO.set_orm(model) with an object that has value(texts) -> list[float]")
+        deep = any(tree_depth(r) > 1 for r in results)
+        self.mode = "tree" if self.advantage == "tree" or (self.advantage == "auto" and deep) else "gae"
+        self.critic_active = self.mode == "gae"
+        # KL in the reward needs per-token rewards; tree advantages have none, so it moves to the loss
+        self.kl_in_loss = self.ref_model is not None and (self.kl_in == "loss" or self.mode == "tree")
+        return {**super().step(iteration, results), "tree_advantage": float(self.mode == "tree")}
+
+    def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
+        if self.mode == "tree":
+            by_tree = {id(r.result.tree): core_algos.tree_advantages(r.result.tree) for r in rollouts}
+            for r in rollouts:
+                r.advantages = per_node_advantages(r, by_tree[id(r.result.tree)])
+            credit_shared_steps_once(rollouts)
+            return {}
+        rewards = self.token_rewards(rollouts)
+        width = max(len(r.response_ids) for r in rollouts)
+        pad = lambda rows: torch.tensor([row + [0.0] * (width - len(row)) for row in rows])  # noqa: E731
+        mask = pad([[1.0] * len(r.response_ids) for r in rollouts])
+        adv, returns = core_algos.gae_advantages(pad(rewards), pad([r.old_values for r in rollouts]), mask,
+                                                 self.gamma, self.lam)
+        if self.whiten_advantages:
+            mean = core_algos.masked_mean(adv, mask)
+            std = core_algos.masked_mean((adv - mean) ** 2, mask).sqrt()
+            adv = (adv - mean) / (std + 1e-8) * mask
+        for i, r in enumerate(rollouts):
+            n = len(r.response_ids)
+            r.advantages, r.returns = adv[i, :n].tolist(), returns[i, :n].tolist()
+        return {"mean_token_reward_sum": float(sum(map(sum, rewards)) / len(rollouts)),
+                "mean_return": float(core_algos.masked_mean(returns, mask))}
+
+    def token_rewards(self, rollouts: list[Rollout]) -> list[list[float]]:
+        """Per response token: each text step's reward on its last token, minus the KL
+        penalty k1(old, ref) * kl_coef on every token when the KL sits in the reward."""
+        per_step = self.step_scores(rollouts)
+        out = []
+        for r, scores in zip(rollouts, per_step):
+            row = [0.0] * len(r.response_ids)
+            for end, score in zip(text_step_ends(self.policy, self.task, r), scores):
+                row[end - 1] += score
+            if self.ref_model is not None and not self.kl_in_loss:
+                kl = core_algos.kl_penalty(torch.tensor(r.old_logp), torch.tensor(r.ref_logp), self.kl_estimator)
+                row = [x - self.kl_coef * float(k) for x, k in zip(row, kl)]
+            out.append(row)
+        return out
+
+    def step_scores(self, rollouts: list[Rollout]) -> list[list[float]]:
+        if self.reward != "orm":
+            return [step_rewards(self.task, r.result.problem, r.trace.text, self.reward) for r in rollouts]
+        texts, owners = [], []
+        for i, r in enumerate(rollouts):
+            prefix = r.trace.prompt
+            for step in self.task.split_steps(r.trace.text):
+                prefix += step
+                texts.append(prefix)
+                owners.append(i)
+        scores = list(self.orm.value(texts))
+        if len(scores) != len(texts):
+            raise ValueError(f"the ORM returned {len(scores)} scores for {len(texts)} texts")
+        out: list[list[float]] = [[] for _ in rollouts]
+        for i, s in zip(owners, scores):
+            out[i].append(float(s))
+        return out
