@@ -32,6 +32,8 @@ from policies.base import Sample
 from policies.prefix_cache import KV, PrefixCache
 from policies.stop_table import StopTable
 
+INITIAL_DECODE_COLUMNS = 64
+
 
 class SlotCache:
     """Preallocated per-layer KV, [rows, kv_heads, capacity, head_dim].
@@ -66,6 +68,26 @@ class SlotCache:
             self.keys[layer_idx][: self.batch, :, self.start : end],
             self.values[layer_idx][: self.batch, :, self.start : end],
         )
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def grow(self, mask: torch.Tensor, extra: int) -> torch.Tensor:
+        """Reallocate the live rows' columns [start, length) with `extra` free columns
+        after them; returns the mask re-based the same way."""
+        used = self.length - self.start
+
+        def moved(old: torch.Tensor) -> torch.Tensor:
+            new = old.new_zeros((self.batch, old.shape[1], used + extra, *old.shape[3:]))
+            new[:, :, :used] = old[: self.batch, :, self.start : self.length]
+            return new
+
+        self.keys, self.values = [moved(k) for k in self.keys], [moved(v) for v in self.values]
+        new_mask = mask.new_zeros((self.batch, used + extra))
+        new_mask[:, :used] = mask[: self.batch, self.start : self.length]
+        self.start, self.length = 0, used
+        return new_mask
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length - self.start
@@ -143,12 +165,14 @@ class Engine:
         self._sync_weights()
         prefill, prefill_mask, positions, logits = self._prefill(prompts)
         rows, steps, width = len(limits), max(limits), prefill.length
-        cache = SlotCache.allocate(self.model.config, rows, width + steps, prefill.keys[0].dtype, device)
+        # Room for a typical step; long generations grow it (most rows stop early).
+        capacity = width + min(steps, INITIAL_DECODE_COLUMNS)
+        cache = SlotCache.allocate(self.model.config, rows, capacity, prefill.keys[0].dtype, device)
         expand = torch.arange(rows, device=device) // n
         for big, small in zip((*cache.keys, *cache.values), (*prefill.keys, *prefill.values)):
             big[:, :, :width] = small[expand]
         cache.length = width
-        mask = torch.zeros((rows, width + steps), dtype=torch.bool, device=device)
+        mask = torch.zeros((rows, capacity), dtype=torch.bool, device=device)
         mask[:, :width] = prefill_mask[expand]
         positions, logits = positions[expand], logits[expand]
         del prefill
@@ -188,6 +212,8 @@ class Engine:
                 break
             if done:
                 tokens, positions = self._compact(cache, finished, mask, slot_rows, tokens, positions)
+            if cache.length == cache.capacity:
+                mask = cache.grow(mask, min(steps - step, max(cache.length - cache.start, INITIAL_DECODE_COLUMNS)))
             mask[: cache.batch, cache.length] = True
             out = self._sampler(
                 input_ids=tokens[:, None],

@@ -91,3 +91,22 @@ def test_unknown_sample_dtype_is_named():
     model, tok = build_tiny_model("1m")
     with pytest.raises(ValueError, match="sample_dtype"):
         HFPolicy(model, tok, sample_dtype="int3")
+
+
+def test_kv_buffer_growth_keeps_results_exact(monkeypatch):
+    """Rows outliving the first KV allocation are moved to a larger one, mid-decode."""
+    model, tok = build_tiny_model("1m", seed=5)
+    policy = HFPolicy(model, tok)
+    reference = policy.sample(PROMPTS, n=2, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"])
+    monkeypatch.setattr("policies.engine.INITIAL_DECODE_COLUMNS", 3)
+    grown = policy.sample(PROMPTS, n=2, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"])
+    samples = [s for per in grown for s in per]
+    assert max(s.num_tokens for s in samples) > 6  # it grew at least twice
+    assert [s.token_ids for s in samples] == [s.token_ids for per in reference for s in per]
+    pairs = [(policy.encode_prompt(p), s.token_ids) for p, per in zip(PROMPTS, grown) for s in per]
+    for sample, forced in zip(samples, policy.sequence_logprobs(pairs)):
+        assert sample.logprobs == pytest.approx(forced, abs=1e-4)
+    (greedy,), = policy.sample(["3*4="], max_new_tokens=20, temperature=0)
+    ids = torch.tensor([policy.encode_prompt("3*4=")])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+    assert greedy.token_ids == out[0, ids.shape[1] :].tolist()
