@@ -1,0 +1,204 @@
+"""Outcome reward model (ORM): P(a trace is correct | prompt + trace so far).
+
+As in Havrilla et al. (2024), the ORM is a classifier on the policy's own samples, each
+labelled by the task's verifier (1 when the trace's reward reaches `threshold`, else 0).
+Its backbone is a copy of the policy's transformer (`backbone: policy`, the paper's
+choice: the ORM starts from what the policy knows) or a separate tiny Llama
+(`backbone: tiny`); a zero-initialised linear head on the last token's hidden state gives
+the logit, so an untrained ORM scores everything 0.5.
+
+It is used three ways, all through `value(texts) -> list[float]`:
+  * rerank@k: `search.metrics.summarize(..., scorer=orm.score_traces)` picks the trace the
+    ORM likes best among k samples;
+  * a search node evaluator: `search.evaluators.ValueModelEvaluator(orm)` scores
+    prompt + partial trace;
+  * a dense reward: `orm_step_rewards(orm, prompt, steps)` is the ORM's prediction after
+    every step prefix (PPO/GRPO `reward: orm`).
+
+`ORMTraining` is what a run holds: the ORM, its training recipe, the labelled traces so
+far, and the checkpoint state; `fit(iteration, results)` trains on one more round.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from policies import Policy
+from policies.tiny import build_tiny_model
+from search import SearchResult
+from search.tree import Trace
+
+BACKBONES = ("policy", "tiny")
+
+
+@dataclass
+class ORMConfig:
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_length: int = 512
+    threshold: float = 1.0  # reward at or above which a trace is labelled correct
+
+
+class OutcomeRewardModel(torch.nn.Module):
+    """A transformer backbone (anything returning `last_hidden_state`) with a scalar head."""
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer: Any, max_length: int = 512):
+        super().__init__()
+        self.backbone, self.tokenizer, self.max_length = backbone, tokenizer, max_length
+        self.head = torch.nn.Linear(backbone.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        self.eval()
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """One logit per text, shape (len(texts),); texts longer than `max_length` tokens
+        keep their end (the part that decides correctness)."""
+        rows = [self.tokenizer(t, add_special_tokens=True)["input_ids"][-self.max_length:] for t in texts]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = hidden[torch.arange(len(rows)), mask.sum(1) - 1]
+        return self.head(last.float()).squeeze(-1)
+
+    @torch.no_grad()
+    def value(self, texts: Sequence[str], batch_size: int = 64) -> list[float]:
+        """P(correct) for each text (prompt + trace or trace prefix)."""
+        was_training = self.training
+        self.eval()
+        out: list[float] = []
+        for start in range(0, len(texts), batch_size):
+            out += torch.sigmoid(self.logits(texts[start : start + batch_size])).tolist()
+        self.train(was_training)
+        return out
+
+    def score_traces(self, traces: Sequence[Trace]) -> list[float]:
+        """The `scorer` of `search.metrics.summarize`: value of each whole trace."""
+        return self.value([t.prompt + t.text for t in traces]) if traces else []
+
+
+def build_orm(policy: Policy | None = None, backbone: str = "policy", size: str = "1m", seed: int = 0,
+              max_length: int = 512) -> OutcomeRewardModel:
+    """An untrained ORM on a copy of `policy`'s transformer, or on a fresh tiny Llama."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"orm.backbone: {backbone!r} is not one of {BACKBONES}")
+    if backbone == "policy":
+        if policy is None or not hasattr(getattr(policy, "model", None), "base_model"):
+            raise ValueError("orm.backbone=policy needs an in-process policy whose model has a base_model")
+        return OutcomeRewardModel(copy.deepcopy(policy.model.base_model), policy.tokenizer, max_length)
+    model, tokenizer = build_tiny_model(size, seed=seed)
+    return OutcomeRewardModel(model.base_model, tokenizer, max_length)
+
+
+def labelled_traces(traces: Sequence[Trace], threshold: float = 1.0) -> list[tuple[str, float]]:
+    """(prompt + trace, 0/1 label) pairs, deduplicated by whitespace-normalised text."""
+    seen: set[str] = set()
+    out = []
+    for t in traces:
+        text = t.prompt + t.text
+        key = " ".join(text.split())
+        if key not in seen:
+            seen.add(key)
+            out.append((text, float(t.reward >= threshold)))
+    return out
+
+
+def train_orm(orm: OutcomeRewardModel, traces: Sequence[Trace] | Sequence[tuple[str, float]],
+              config: ORMConfig | dict | None = None, seed: int = 0, progress: bool = False,
+              optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+    """Fit `orm` to labelled traces (`Trace`s, labelled by the verifier's reward, or
+    ready (text, label) pairs) with binary cross-entropy; returns the last epoch's mean
+    loss and accuracy and the fraction of positive labels."""
+    config = config if isinstance(config, ORMConfig) else ORMConfig(**(config or {}))
+    examples = labelled_traces(traces, config.threshold) if traces and isinstance(traces[0], Trace) else list(traces)
+    if not examples:
+        return {"orm_loss": float("nan"), "orm_accuracy": float("nan"), "orm_positive": float("nan")}
+    orm.max_length = config.max_length
+    optimizer = optimizer or torch.optim.AdamW(orm.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    orm.train()
+    losses, correct = [], 0
+    bar = tqdm(total=config.epochs * -(-len(examples) // config.batch_size), desc="orm", disable=not progress, leave=False)
+    for _ in range(config.epochs):
+        losses, correct = [], 0
+        order = torch.randperm(len(examples), generator=generator).tolist()
+        for start in range(0, len(order), config.batch_size):
+            batch = [examples[i] for i in order[start : start + config.batch_size]]
+            labels = torch.tensor([y for _, y in batch])
+            logits = orm.logits([x for x, _ in batch])
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(orm.parameters(), config.grad_clip)
+            optimizer.step()
+            losses.append(loss.item() * len(batch))
+            correct += int(((logits.detach() > 0).float() == labels).sum())
+            bar.update()
+    bar.close()
+    orm.eval()
+    return {"orm_loss": sum(losses) / len(examples), "orm_accuracy": correct / len(examples),
+            "orm_positive": sum(y for _, y in examples) / len(examples)}
+
+
+def orm_step_rewards(orm: Any, prompt: str, steps: Sequence[str]) -> list[float]:
+    """Dense reward: the ORM's P(correct) after each step prefix, one per step (one
+    batched `value` call). `orm` is anything with `value(texts)`."""
+    if not steps:
+        return []
+    prefixes, text = [], prompt
+    for step in steps:
+        text += step
+        prefixes.append(text)
+    values = [float(v) for v in orm.value(prefixes)]
+    if len(values) != len(steps):
+        raise ValueError(f"orm.value returned {len(values)} values for {len(steps)} step prefixes")
+    return values
+
+
+class ORMTraining:
+    """The ORM of a run: trained after every search round on that round's labelled
+    traces (all rounds so far with `accumulate`), continuing from its current weights.
+
+    Build it with the run's policy: `instantiate(cfg.orm, policy=policy)`."""
+
+    def __init__(self, policy: Policy | None = None, backbone: str = "policy", size: str = "1m",
+                 train: dict | None = None, accumulate: bool = True, seed: int = 0, progress: bool = False):
+        self.config = ORMConfig(**(train or {}))
+        self.model = build_orm(policy, backbone, size, seed, self.config.max_length)
+        self.accumulate, self.seed, self.progress = accumulate, seed, progress
+        self.dataset: list[tuple[str, float]] = []
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
+                                           weight_decay=self.config.weight_decay)
+
+    def fit(self, iteration: int, results: Sequence[SearchResult]) -> dict[str, float]:
+        new = labelled_traces([t for r in results for t in r.traces()], self.config.threshold)
+        if self.accumulate:
+            known = {" ".join(x.split()) for x, _ in self.dataset}
+            self.dataset += [(x, y) for x, y in new if " ".join(x.split()) not in known]
+        else:
+            self.dataset = new
+        return train_orm(self.model, self.dataset, self.config, seed=self.seed + iteration,
+                         progress=self.progress, optimizer=self.optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "dataset": self.dataset}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.dataset = state["dataset"]

@@ -1,0 +1,135 @@
+"""Return-conditioned RL (RCRL; Havrilla et al. 2024, after decision transformers).
+
+Every searched trace, right or wrong, becomes a training example whose prompt starts with
+a return marker: `GOOD` when its reward reaches `good_threshold`, else `BAD`. The policy is
+fine-tuned on all of them (plain SFT through `training.sft.sft`), learning what a good
+and a bad trace look like for each problem; at search and evaluation time it is asked
+with the `GOOD` marker only.
+
+The markers are plain text lines, not special tokens, so every tokenizer (the tiny
+character tokenizer included) encodes them without a vocabulary change. They are defined
+here and nowhere else.
+
+Conditioning at search time needs no strategy to know about RCRL: `setup` returns a
+`ConditionedTask` that delegates to the real task and prepends `GOOD` to every prompt;
+the loop searches and evaluates through the task `setup` returns
+(`task = trainer.setup(policy, task) or task`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from policies import Policy
+from search import SearchResult
+from tasks import Problem, Task
+from training.ei import ExpertIteration, merge
+from training.sft import sft
+
+GOOD = "<good>\n"  # return marker of traces with reward >= good_threshold; the one used to sample
+BAD = "<bad>\n"  # return marker of every other trace
+
+
+class ConditionedTask(Task):
+    """`task` with `marker` prepended to every prompt; everything else is the task's own.
+
+    `step_reward` receives prefixes that may start with the (conditioned) prompt; the
+    marker is stripped first so the task recognises its own prompt."""
+
+    def __init__(self, task: Task, marker: str = GOOD):
+        self.task, self.marker = task, marker
+        self.name, self.step_stop = task.name, task.step_stop
+
+    def __getattr__(self, name: str) -> Any:  # task-specific extras (descriptor, value_prompt, solve, ...)
+        if name == "task":  # not yet set (copy / unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.task, name)
+
+    def prompt(self, problem: Problem) -> str:
+        return self.marker + self.task.prompt(problem)
+
+    def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
+        return self.task.problems(split, limit, seed)
+
+    def is_final(self, step: str) -> bool:
+        return self.task.is_final(step)
+
+    def extract_answer(self, text: str) -> str | None:
+        return self.task.extract_answer(text)
+
+    def check_answer(self, problem: Problem, answer: str | None) -> bool:
+        return self.task.check_answer(problem, answer)
+
+    def reward(self, problem: Problem, text: str) -> float:
+        return self.task.reward(problem, text)
+
+    def step_reward(self, problem: Problem, prefix: str, step: str) -> float | None:
+        return self.task.step_reward(problem, prefix.removeprefix(self.marker), step)
+
+    def reference_traces(self, problem: Problem) -> list[str]:
+        return self.task.reference_traces(problem)
+
+    def solution_key(self, problem: Problem, text: str) -> str:
+        return self.task.solution_key(problem, text)
+
+    def split_steps(self, text: str) -> list[str]:
+        return self.task.split_steps(text)
+
+
+def conditioned_examples(results: list[SearchResult], task: Task, iteration: int, good_threshold: float = 1.0,
+                         strategy: str = "") -> list[dict[str, Any]]:
+    """Every trace of one round, deduplicated by (problem, whitespace-normalised text), with
+    its prompt rebuilt from the unconditioned `task` and prefixed by its return marker."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for r in results:
+        prompt = task.prompt(r.problem)
+        for t in r.traces():
+            key = (t.problem_id, " ".join(t.text.split()))
+            if key in seen:
+                continue
+            seen.add(key)
+            marker = GOOD if t.reward >= good_threshold else BAD
+            out.append({"problem_id": t.problem_id, "prompt": marker + prompt, "completion": t.text,
+                        "reward": t.reward, "iteration": iteration, "strategy": strategy})
+    return out
+
+
+class RCRL(ExpertIteration):
+    """Return-conditioned SFT over all searched traces; samples conditioned on `GOOD`.
+
+    Shares Expert Iteration's data set, reset and optimiser handling (and its checkpoint
+    state); only the examples differ: every trace, marked by its return."""
+
+    name = "rcrl"
+
+    def __init__(self, sft: dict | None = None, good_threshold: float = 1.0, reset_each_round: bool = True,
+                 accumulate: bool = True, seed: int = 0, progress: bool = False):
+        super().__init__(sft, reset_each_round, accumulate, seed, progress)
+        self.good_threshold = good_threshold
+
+    def setup(self, policy: Policy, task: Task) -> ConditionedTask:
+        """Returns the task the loop must search and evaluate with (prompts carry `GOOD`)."""
+        super().setup(policy, task)
+        self.task = task
+        return ConditionedTask(task, GOOD)
+
+    def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
+        strategy = results[0].tree.graph.graph.get("strategy", "") if results else ""
+        new = conditioned_examples(results, self.task, iteration, self.good_threshold, strategy)
+        self.dataset = merge(self.dataset, new) if self.accumulate else new
+        model = self.policy.model
+        if self.reset_each_round:
+            model.load_state_dict(self.base_state)
+            optimizer = None
+        else:
+            self.optimizer = self.optimizer or torch.optim.AdamW(
+                model.parameters(), lr=self.sft_config.lr, weight_decay=self.sft_config.weight_decay)
+            optimizer = self.optimizer
+        stats = sft(model, self.policy.tokenizer, [(d["prompt"], d["completion"]) for d in self.dataset],
+                    self.sft_config, seed=self.seed + iteration, progress=self.progress, optimizer=optimizer)
+        good = sum(d["prompt"].startswith(GOOD) for d in self.dataset)
+        return {"new_examples": len(new), "dataset_size": len(self.dataset),
+                "good_fraction": good / max(1, len(self.dataset)), **stats}
