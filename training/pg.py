@@ -25,6 +25,11 @@ from training import core_algos
 from training.sft import collate, labelled_logprobs
 
 
+class TokenMismatch(ValueError):
+    """A trace's text does not re-encode to the tokens the sampler recorded (e.g. the model
+    sampled a special token, whose text is empty)."""
+
+
 @dataclass
 class Rollout:
     """One trace as token ids plus per-response-token training data (lists, one entry per
@@ -53,7 +58,7 @@ def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
         if i == len(trace.steps) - 1 and trace.finish_reason == "eos":
             ids.append(eos)
         if len(ids) != len(lps):
-            raise ValueError(
+            raise TokenMismatch(
                 f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step re-encodes to {len(ids)} "
                 f"tokens but the sampler recorded {len(lps)} logprobs ({step!r}); this tokenizer does not "
                 "round-trip the step text, so importance ratios cannot be formed")
@@ -228,12 +233,18 @@ class PolicyGradientTrainer:
     # ------------------------------------------------------------ one iteration
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
-        rollouts = [encode_trace(self.policy, r, t) for r in results for t in r.traces()]
+        rollouts, skipped = [], 0
+        for result in results:
+            for trace in result.traces():
+                try:
+                    rollouts.append(encode_trace(self.policy, result, trace))
+                except TokenMismatch:  # model output we cannot score exactly: leave it out, count it
+                    skipped += 1
         rollouts = [r for r in rollouts if r.response_ids]
         if not rollouts:
-            return {"pg_rollouts": 0}
+            return {"pg_rollouts": 0, "pg_skipped_traces": skipped}
         self.score_rollouts(rollouts)
-        stats = self.assign_advantages(rollouts)
+        stats = {"pg_skipped_traces": skipped, **self.assign_advantages(rollouts)}
         stats.update(self.update(rollouts, iteration))
         return stats
 
