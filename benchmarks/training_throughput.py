@@ -85,6 +85,18 @@ def grpo_trl(model, tokenizer, task, problems, steps: int, generations: int, max
     return counted["tokens"] / runtime
 
 
+def compare(name: str, ours: float, run_trl) -> None:
+    """Print one row as soon as it is measured; a TRL failure is reported, not fatal."""
+    theirs, note = None, ""
+    if run_trl is not None:
+        try:
+            theirs = run_trl()
+        except Exception as err:  # report exactly why TRL could not run here
+            note = f"  (TRL failed: {type(err).__name__}: {str(err)[:120]})"
+    ratio = "-" if theirs is None else f"{ours / theirs:.2f}"
+    print(f"{name:<40} {ours:>10.0f} {'-' if theirs is None else f'{theirs:.0f}':>10} {ratio:>9}{note}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="1m", help="tiny model size (policies.tiny)")
@@ -110,33 +122,23 @@ def main() -> None:
     model, tokenizer = build_tiny_model(args.size, seed=0)
     initial = copy.deepcopy(model.state_dict())
     sft_ours(model, tokenizer, examples[: args.batch], args.batch)  # warm-up
-    rows = []
+    print(f"model tiny-{args.size}, torch threads {torch.get_num_threads()}, TRL {trl.__version__ if trl else '-'}")
+    print(f"{'workload':<40} {'ours':>10} {'TRL':>10} {'ours/TRL':>9}", flush=True)
 
     model.load_state_dict(initial)
     ours = sft_ours(model, tokenizer, examples, args.batch)
-    theirs = None
-    if trl:
-        model.load_state_dict(initial)
-        theirs = sft_trl(model, tokenizer, examples, args.batch)
-    rows.append(("SFT step (prompt+completion tokens/s)", ours, theirs))
+    model.load_state_dict(initial)
+    compare("SFT step (prompt+completion tokens/s)", ours,
+            (lambda: sft_trl(model, tokenizer, examples, args.batch)) if trl else None)
 
     grpo_problems = problems[-args.prompts :]
     model.load_state_dict(initial)
     ours = grpo_ours(HFPolicy(model, tokenizer), task, grpo_problems, args.grpo_steps, args.generations,
                      args.max_new_tokens)
-    theirs = None
-    if trl:
-        model.load_state_dict(initial)
-        theirs = grpo_trl(model, tokenizer, task, grpo_problems, args.grpo_steps, args.generations,
-                          args.max_new_tokens)
-    rows.append(("GRPO step (generated tokens/s)", ours, theirs))
-
-    print(f"model tiny-{args.size}, torch threads {torch.get_num_threads()}, TRL {trl.__version__ if trl else '-'}")
-    print(f"{'workload':<40} {'ours':>10} {'TRL':>10} {'ours/TRL':>9}")
-    for name, a, b in rows:
-        print(f"{name:<40} {a:>10.0f} {'-' if b is None else f'{b:.0f}':>10} "
-              f"{'-' if b is None else f'{a / b:.2f}':>9}")
-
+    model.load_state_dict(initial)
+    compare("GRPO step (generated tokens/s)", ours,
+            (lambda: grpo_trl(model, tokenizer, task, grpo_problems, args.grpo_steps, args.generations,
+                              args.max_new_tokens)) if trl else None)
 
 if __name__ == "__main__":
     main()
