@@ -82,7 +82,8 @@ def label_terminal(state: ProblemState, node: int, task: Task) -> None:
 def add_step(state: ProblemState, parent: int, sample: Sample, task: Task, iteration: int, max_depth: int) -> int:
     tree = state.tree
     node = tree.add_child(
-        parent, sample.text, logprobs=sample.logprobs, tokens=sample.num_tokens, prior=step_prior(sample.logprobs),
+        parent, sample.text, logprobs=sample.logprobs, token_ids=sample.token_ids, tokens=sample.num_tokens,
+        prior=step_prior(sample.logprobs),
         iteration=iteration, finish_reason=sample.finish_reason,
     )
     if task.is_final(sample.text) or sample.finish_reason in ("eos", "length") or tree[node]["depth"] >= max_depth:

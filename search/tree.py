@@ -12,12 +12,13 @@ JSON form (`to_json`, schema version 1)::
      "nodes": [{"id": int, "parent": int | null, "text": str, "depth": int,
                 "visits": int, "value": float | null, "reward": float | null,
                 "terminal": bool, "answer": str | null, "prior": float | null,
-                "logprobs": [float, ...], "tokens": int, "iteration": int,
+                "logprobs": [float, ...], "token_ids": [int, ...], "tokens": int, "iteration": int,
                 "finish_reason": str | null}, ...]}
 
 `value` is the strategy's estimate (mean backed-up value for MCTS, evaluator score for
-ToT); `reward` is the verifier's, set only on terminal nodes; `tokens` is the number of
-tokens generated to create the node's step; `iteration` is the search round that created it.
+ToT); `reward` is the verifier's, set only on terminal nodes; `token_ids` and `logprobs` are the
+sampled tokens of the step and their log-probabilities when sampled (so trainers never
+re-tokenise text); `tokens` is the number of tokens generated to create the node's step; `iteration` is the search round that created it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "answer": None,
     "prior": None,
     "logprobs": [],
+    "token_ids": [],
     "tokens": 0,
     "iteration": 0,
     "finish_reason": None,
@@ -59,6 +61,7 @@ class Trace:
     node_ids: list[int]
     node_values: list[float | None]
     step_logprobs: list[list[float]]
+    step_token_ids: list[list[int]]
     finish_reason: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -97,8 +100,8 @@ class SearchTree:
             raise KeyError(f"unknown node attributes {sorted(unknown)}")
         node = self.graph.number_of_nodes()
         data = {**NODE_DEFAULTS, **attrs, "text": text, "depth": self[parent]["depth"] + 1}
-        if "logprobs" in attrs:
-            data["logprobs"] = list(attrs["logprobs"])
+        for key in ("logprobs", "token_ids"):
+            data[key] = list(data[key])
         self.graph.add_node(node, **data)
         self.graph.add_edge(parent, node)
         return node
@@ -149,6 +152,7 @@ class SearchTree:
                     node_ids=path,
                     node_values=[d["value"] for d in nodes],
                     step_logprobs=[list(d["logprobs"]) for d in nodes],
+                    step_token_ids=[list(d["token_ids"]) for d in nodes],
                     finish_reason=self[leaf]["finish_reason"],
                     meta={"strategy": self.graph.graph["strategy"]},
                 )

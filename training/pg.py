@@ -50,23 +50,31 @@ class Rollout:
 
 
 def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
-    """The ids the sampler produced for `trace`, checked against its recorded logprobs."""
-    eos = policy.tokenizer.eos_token_id
+    """The ids the sampler produced for `trace` (recorded in the tree, EOS included when
+    the trace ended on it), checked against its recorded logprobs.
+
+    A tree step after the first was sampled from the *re-tokenised text* of the steps
+    before it, so the recorded ids are the policy's true context only when that text
+    tokenises back to them (a special token sampled mid-step, or a tokenizer merging across
+    a step boundary, breaks this); such traces raise TokenMismatch instead of giving
+    importance ratios against a context the policy never saw.
+    """
+    prompt_ids = list(policy.encode_prompt(trace.prompt))
     response, logps, ends = [], [], []
-    for i, (step, lps) in enumerate(zip(trace.steps, trace.step_logprobs)):
-        ids = list(policy.encode_continuation(step))
-        if i == len(trace.steps) - 1 and trace.finish_reason == "eos":
-            ids.append(eos)
-        if len(ids) != len(lps):
+    last = len(trace.steps) - 1
+    for i, (ids, lps) in enumerate(zip(trace.step_token_ids, trace.step_logprobs)):
+        if len(ids) != len(lps) or not ids:
             raise TokenMismatch(
-                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step re-encodes to {len(ids)} "
-                f"tokens but the sampler recorded {len(lps)} logprobs ({step!r}); this tokenizer does not "
-                "round-trip the step text, so importance ratios cannot be formed")
+                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: {len(ids)} recorded token ids but "
+                f"{len(lps)} logprobs; importance ratios cannot be formed")
         response += ids
         logps += lps
         ends.append(len(response))
-    return Rollout(result, trace, list(policy.encode_prompt(trace.prompt)), response, logps, ends,
-                   loss_mask=[1.0] * len(response))
+        if i < last and list(policy.encode_prompt(trace.prompt + "".join(trace.steps[: i + 1]))) != prompt_ids + response:
+            raise TokenMismatch(
+                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step's text does not tokenise back "
+                "to its sampled ids, so the next step was sampled from a different context")
+    return Rollout(result, trace, prompt_ids, response, logps, ends, loss_mask=[1.0] * len(response))
 
 
 def text_step_ends(policy: Policy, task: Task, rollout: Rollout) -> list[int]:
