@@ -63,8 +63,8 @@ class HFPolicy:
         """Load any transformers causal-LM folder (weights + tokenizer)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"model folder {path} does not exist")
+        if not Path(path).is_dir() and Path(path).expanduser().is_absolute():
+            raise FileNotFoundError(f"model folder {path} does not exist")  # relative names may be hub ids
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device).eval()
         return cls(model, tokenizer, prefix_cache_tokens, sample_dtype)

@@ -57,9 +57,10 @@ class ExpertIteration:
         self.dataset: list[dict[str, Any]] = []
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def setup(self, policy: Policy, task: Task) -> None:
+    def setup(self, policy: Policy, task: Task) -> Task:
         self.policy = policy
         self.base_state = copy.deepcopy(policy.model.state_dict()) if self.reset_each_round else None
+        return task
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
         strategy = results[0].tree.graph.graph.get("strategy", "") if results else ""

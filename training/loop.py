@@ -96,7 +96,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     policy: Policy = instantiate(cfg.policy)
     use_tokenizer(task, policy.tokenizer)
     trainer: Trainer = instantiate(cfg.trainer)
-    trainer.setup(policy, task)
+    task = trainer.setup(policy, task)
     budget = Budget(**cfg.budget)
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
     eval_problems = task.problems(cfg.eval.split, limit=cfg.eval.problems, seed=cfg.seed)

@@ -209,7 +209,7 @@ class PolicyGradientTrainer:
 
     # ------------------------------------------------------------ set-up and state
 
-    def setup(self, policy: Policy, task: Task) -> None:
+    def setup(self, policy: Policy, task: Task) -> Task:
         self.policy, self.task = policy, task
         model = policy.model
         self.ref_model = copy.deepcopy(model).eval().requires_grad_(False) if self.kl_coef > 0 else None
@@ -217,6 +217,7 @@ class PolicyGradientTrainer:
         if self.uses_critic:
             groups.append({"params": self.build_critic(model), "lr": self.critic_lr})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        return task
 
     def build_critic(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         raise NotImplementedError

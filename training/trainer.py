@@ -10,7 +10,9 @@ from tasks import Task
 
 
 class Trainer(Protocol):
-    """`setup` once with the policy it updates in place; `step` once per iteration.
+    """`setup` once with the policy it updates in place; it returns the task the loop
+    searches and evaluates with (the task itself, or a wrapper such as RCRL's
+    return-conditioned prompts). `step` once per iteration.
 
     `state_dict`/`load_state_dict` hold everything beyond the policy weights that a
     resumed run needs (optimiser, data set so far, ...), as plain picklable-by-torch data.
@@ -18,7 +20,7 @@ class Trainer(Protocol):
 
     name: str
 
-    def setup(self, policy: Policy, task: Task) -> None: ...
+    def setup(self, policy: Policy, task: Task) -> Task: ...
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]: ...
 
