@@ -1,6 +1,6 @@
 """Evaluate a policy under any search strategy, with no training:
 
-    python -m search.run task=countdown policy=tiny search=mcts search.n_simulations=16 +task.limit=50
+    python -m search.run task=countdown policy=tiny search=mcts search.n_simulations=16 task.limit=50
 
 Prints and writes (`metrics.json` in the Hydra run folder) the strategy's own answer
 accuracy, maj@1 (one greedy trace), pass@1, maj@k and pass@k over the strategy's traces,
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -26,8 +27,9 @@ from search.run_folder import RunFolder, write_atomic
 from tasks.config import build_task, use_tokenizer
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> dict[str, float]:
+def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any]:
+    """Search `eval.split` with the configured strategy and write `metrics.json` and trees
+    into `out_dir`; returns the metrics."""
     seed_everything(cfg.seed)
     task = build_task(cfg.task)
     limit = cfg.task.get("limit") or cfg.eval.problems
@@ -41,9 +43,15 @@ def main(cfg: DictConfig) -> dict[str, float]:
     greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens)
     metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(greedy),
                **summary, "wall_time_s": sum(r.wall_time for r in results)}
-    folder = RunFolder(HydraConfig.get().runtime.output_dir)
+    folder = RunFolder(out_dir)
     write_atomic(folder.root / "metrics.json", json.dumps(metrics, indent=2))
     folder.write_trees(0, results, cfg.save_trees)
+    return metrics
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    metrics = evaluate_search(cfg, HydraConfig.get().runtime.output_dir)
     print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     return metrics
 

@@ -1,6 +1,9 @@
-"""Every strategy, built from its Hydra config, on Countdown with a real tiny Llama."""
+"""Every strategy on Countdown with a real tiny Llama, by config alone: built from its Hydra
+config and run directly, through `search.run`, and as the expert of `training.run trainer=ei`."""
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -9,17 +12,29 @@ from hydra.utils import instantiate
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from search import Budget, SearchTree
-from search.run import evaluate
+from search.metrics import summarize
+from search.run import evaluate_search
+from tasks.config import build_task
+from training.loop import run
 
-CONF = os.path.join(os.path.dirname(__file__), "..", "conf")
+CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
 SMALL = {"sampling": ["search.n=2", "search.max_new_tokens=24"],
-         "tot": ["search.k=2", "search.beam=1", "search.max_depth=2", "search.evaluator=terminal"],
+         "tot": ["search.k=2", "search.beam=1", "search.max_depth=2", "search/evaluator=terminal"],
          "tot_dfs": ["search.k=2", "search.max_depth=2", "search.threshold=0.0", "search/evaluator=self_eval",
                      "search.evaluator.votes=1"],
          "mcts": ["search.n_simulations=3", "search.k=2", "search.max_depth=2", "search.evaluator.n=1",
                   "search.evaluator.max_new_tokens=16"],
          "evolution": ["search.population=2", "search.offspring=2", "search.max_depth=2"],
-         "best_first": ["search.k=2", "search.max_depth=2", "search.evaluator=terminal"]}
+         "best_first": ["search.k=2", "search.max_depth=2", "search/evaluator=terminal"]}
+# A tiny base built in seconds from a small Countdown: enough to exercise every code path.
+RUN = ["task.train_size=20", "task.test_size=4", "policy.sft_problems=8", "policy.sft.epochs=1",
+       "train_problems=3", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=40", "progress=false",
+       "save_trees=1", "budget.tokens_per_problem=120", "trainer.sft.epochs=1", "trainer.sft.batch_size=4"]
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(CONF, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +43,42 @@ def policy():
     return HFPolicy(model, tokenizer)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("bases"))
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_strategy_runs_end_to_end_on_countdown(name, policy):
-    with initialize_config_dir(os.path.abspath(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["task=countdown", f"search={name}", "search.max_new_tokens=16",
-                                           *SMALL[name]])
-    task, strategy = instantiate(cfg.task), instantiate(cfg.search)
+    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL[name])
+    task, strategy = build_task(cfg.task), instantiate(cfg.search)
     problems = task.problems("test", limit=2, seed=0)
     results = strategy.search(problems, policy, task, Budget(tokens_per_problem=120))
     assert [r.problem.id for r in results] == [p.id for p in problems]
     for r in results:
         assert 0 < r.tokens <= 120 and r.calls >= 1
         assert SearchTree.loads(r.tree.dumps()).dumps() == r.tree.dumps()
-    metrics = evaluate(task, results, k=2)
-    assert 0.0 <= metrics["pass@2"] <= 1.0 and metrics["tokens_per_problem"] <= 120
+    metrics = summarize(task, results, k=2)
+    assert 0.0 <= metrics["pass@k"] <= 1.0 and metrics["tokens"] <= 120
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_search_run_evaluates_every_strategy(name, tmp_path, cache):
+    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL[name], *RUN, f"++policy.cache_dir={cache}")
+    metrics = evaluate_search(cfg, tmp_path)
+    assert metrics["problems"] == 2 and metrics["tokens"] <= 120
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    trees = list((tmp_path / "trees" / "iter_000").glob("*.json"))
+    assert len(trees) == 1 and SearchTree.loads(trees[0].read_text()).graph.number_of_nodes() > 1
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_strategy_is_the_expert_of_expert_iteration(name, tmp_path, cache):
+    cfg = composed(f"search={name}", "trainer=ei", "iterations=1", "search.max_new_tokens=16", *SMALL[name], *RUN,
+                   f"++policy.cache_dir={cache}")
+    rows = run(cfg, tmp_path)
+    assert [(r["iteration"], r["kind"]) for r in rows] == [(0, "eval"), (1, "train"), (1, "eval")]
+    assert 0 < rows[1]["search_tokens"] <= 3 * 120
+    traces = [json.loads(line) for line in (tmp_path / "traces" / "iter_001.jsonl").read_text().splitlines()]
+    assert traces and {t["strategy"] for t in traces} == {instantiate(cfg.search).name}
+    assert (Path(tmp_path) / "checkpoints" / "iter_001" / "COMPLETE").exists()
