@@ -17,9 +17,11 @@ def easy_task() -> Countdown:
 
 
 def easy_policy():
-    """1M Llama fine-tuned on 4 reference traces of 80 problems for 30 epochs."""
-    return tiny_base(TASK, size="1m", init="sft", sft_problems=80, traces_per_problem=4,
-                     sft={"epochs": 30, "batch_size": 16, "lr": 3e-3}, seed=0, progress=False)
+    """1M Llama fine-tuned on up to 4 reference traces of all 100 problems (180 examples) for 50
+    epochs: it samples correct traces about a third of the time.
+    (At lr 3e-3 the same model never learns to read the prompt's numbers.)"""
+    return tiny_base(TASK, size="1m", init="sft", sft_problems=100, traces_per_problem=4,
+                     sft={"epochs": 50, "batch_size": 16, "lr": 1e-3}, seed=0, progress=False)
 
 
 def mean_reward(results: list[SearchResult]) -> float:
