@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from search.budget import Budget
+from tasks.config import build_task, use_tokenizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 STRATEGIES = ["sampling", "tot", "tot_dfs", "mcts", "evolution", "best_first"]
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         for strategy in args.strategies:
             for seed in args.seeds:
                 cfg, split = load(task_name, strategy, seed, args.override)
-                task = instantiate(cfg.task)
+                task = build_task(cfg.task)
                 if policy is None:
                     if args.policy_path:
                         from policies.hf import HFPolicy
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                         policy = HFPolicy.from_pretrained(args.policy_path)
                     else:
                         policy = instantiate(cfg.policy)
+                use_tokenizer(task, policy.tokenizer)
                 try:
                     problems = task.problems(split, limit=args.problems, seed=seed)
                 except (ValueError, KeyError) as e:

@@ -31,15 +31,6 @@ ENGINE = dict(max_model_len=512, kv_cache_space_gib=0.25, seed=0)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    model, tokenizer = build_tiny_model("1m", seed=0)
-    path = tmp_path_factory.mktemp("tiny_llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def policy(model_dir):
     return VLLMPolicy(model_dir, dtype="float32", **ENGINE)
 

@@ -14,7 +14,6 @@ if importlib.util.find_spec("vllm") is None:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from policies.tiny import build_tiny_model  # noqa: E402
 from training.loop import run  # noqa: E402
 
 CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
@@ -30,15 +29,6 @@ TRAINER = {"ei": ["trainer.sft.epochs=1"], "rcrl": ["trainer.sft.epochs=1"],
 # every strategy once, every trainer at least once
 CELLS = [("sampling", "ei"), ("tot", "ppo"), ("tot_dfs", "grpo"), ("mcts", "rcrl"), ("evolution", "ei"),
          ("best_first", "ppo")]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    model, tokenizer = build_tiny_model("1m", seed=0)
-    path = tmp_path_factory.mktemp("tiny_llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.mark.slow

@@ -62,9 +62,13 @@ class ExpertIteration:
         self.base_state = copy.deepcopy(policy.model.state_dict()) if self.reset_each_round else None
         return task
 
+    def examples(self, iteration: int, results: list[SearchResult], strategy: str) -> list[dict[str, Any]]:
+        """This round's training examples: the correct, deduplicated traces (RCRL overrides)."""
+        return expert_examples(results, iteration, strategy)
+
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
         strategy = results[0].tree.graph.graph.get("strategy", "") if results else ""
-        new = expert_examples(results, iteration, strategy)
+        new = self.examples(iteration, results, strategy)
         self.dataset = merge(self.dataset, new) if self.accumulate else new
         model = self.policy.model
         if self.reset_each_round:

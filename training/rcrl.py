@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from policies import Policy
 from search import SearchResult
 from tasks import Problem, Task
-from training.ei import ExpertIteration, merge
-from training.sft import sft
+from training.ei import ExpertIteration
 
 GOOD = "<good>\n"  # return marker of traces with reward >= good_threshold; the one used to sample
 BAD = "<bad>\n"  # return marker of every other trace
@@ -116,20 +113,10 @@ class RCRL(ExpertIteration):
         self.task = task
         return ConditionedTask(task, GOOD)
 
+    def examples(self, iteration: int, results: list[SearchResult], strategy: str) -> list[dict[str, Any]]:
+        return conditioned_examples(results, self.task, iteration, self.good_threshold, strategy)
+
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
-        strategy = results[0].tree.graph.graph.get("strategy", "") if results else ""
-        new = conditioned_examples(results, self.task, iteration, self.good_threshold, strategy)
-        self.dataset = merge(self.dataset, new) if self.accumulate else new
-        model = self.policy.model
-        if self.reset_each_round:
-            model.load_state_dict(self.base_state)
-            optimizer = None
-        else:
-            self.optimizer = self.optimizer or torch.optim.AdamW(
-                model.parameters(), lr=self.sft_config.lr, weight_decay=self.sft_config.weight_decay)
-            optimizer = self.optimizer
-        stats = sft(model, self.policy.tokenizer, [(d["prompt"], d["completion"]) for d in self.dataset],
-                    self.sft_config, seed=self.seed + iteration, progress=self.progress, optimizer=optimizer)
+        stats = super().step(iteration, results)
         good = sum(d["prompt"].startswith(GOOD) for d in self.dataset)
-        return {"new_examples": len(new), "dataset_size": len(self.dataset),
-                "good_fraction": good / max(1, len(self.dataset)), **stats}
+        return {**stats, "good_fraction": good / max(1, len(self.dataset))}
