@@ -19,6 +19,7 @@ from search.tot import TreeOfThoughts
 from search.tree import Trace
 from tasks import Problem
 from tasks.countdown import Countdown
+from training.ei import ExpertIteration
 from training.grpo import GRPO
 from training.pg import TokenMismatch, encode_trace, forward, make_batch, text_step_ends, unpad
 from training.ppo import PPO
@@ -173,6 +174,15 @@ def test_ppo_raises_the_training_reward(easy):
 def test_grpo_raises_the_training_reward(easy):
     before, after, rewards = train_and_measure(
         easy, GRPO(lr=1e-4, minibatch_size=48, epochs=2, kl_coef=0.01, seed=0), iterations=4)
+    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
+    assert after > before + 0.1, (before, after, rewards)
+
+
+@pytest.mark.slow
+def test_expert_iteration_raises_the_training_reward(easy):
+    before, after, rewards = train_and_measure(
+        easy, ExpertIteration(sft={"epochs": 4, "batch_size": 16, "lr": 1e-3}, reset_each_round=True, seed=0),
+        iterations=3)
     assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
     assert after > before + 0.1, (before, after, rewards)
 
