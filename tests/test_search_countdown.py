@@ -17,15 +17,9 @@ from search.run import evaluate_search
 from tasks.config import build_task
 from training.loop import run
 
+from small_search import SMALL_SEARCH
+
 CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
-SMALL = {"sampling": ["search.n=2", "search.max_new_tokens=24"],
-         "tot": ["search.k=2", "search.beam=1", "search.max_depth=2", "search/evaluator=terminal"],
-         "tot_dfs": ["search.k=2", "search.max_depth=2", "search.threshold=0.0", "search/evaluator=self_eval",
-                     "search.evaluator.votes=1"],
-         "mcts": ["search.n_simulations=3", "search.k=2", "search.max_depth=2", "search.evaluator.n=1",
-                  "search.evaluator.max_new_tokens=16"],
-         "evolution": ["search.population=2", "search.offspring=2", "search.max_depth=2"],
-         "best_first": ["search.k=2", "search.max_depth=2", "search/evaluator=terminal"]}
 # A tiny base built in seconds from a small Countdown: enough to exercise every code path.
 RUN = ["task.train_size=20", "task.test_size=4", "policy.sft_problems=8", "policy.sft.epochs=1",
        "train_problems=3", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=40", "progress=false",
@@ -48,9 +42,9 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("bases"))
 
 
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list(SMALL_SEARCH))
 def test_strategy_runs_end_to_end_on_countdown(name, policy):
-    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL[name])
+    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL_SEARCH[name])
     task, strategy = build_task(cfg.task), instantiate(cfg.search)
     problems = task.problems("test", limit=2, seed=0)
     results = strategy.search(problems, policy, task, Budget(tokens_per_problem=120))
@@ -62,9 +56,9 @@ def test_strategy_runs_end_to_end_on_countdown(name, policy):
     assert 0.0 <= metrics["pass@k"] <= 1.0 and metrics["tokens"] <= 120
 
 
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list(SMALL_SEARCH))
 def test_search_run_evaluates_every_strategy(name, tmp_path, cache):
-    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL[name], *RUN, f"++policy.cache_dir={cache}")
+    cfg = composed(f"search={name}", "search.max_new_tokens=16", *SMALL_SEARCH[name], *RUN, f"++policy.cache_dir={cache}")
     metrics = evaluate_search(cfg, tmp_path)
     assert metrics["problems"] == 2 and metrics["tokens"] <= 120
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
@@ -72,9 +66,9 @@ def test_search_run_evaluates_every_strategy(name, tmp_path, cache):
     assert len(trees) == 1 and SearchTree.loads(trees[0].read_text()).graph.number_of_nodes() > 1
 
 
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list(SMALL_SEARCH))
 def test_every_strategy_is_the_expert_of_expert_iteration(name, tmp_path, cache):
-    cfg = composed(f"search={name}", "trainer=ei", "iterations=1", "search.max_new_tokens=16", *SMALL[name], *RUN,
+    cfg = composed(f"search={name}", "trainer=ei", "iterations=1", "search.max_new_tokens=16", *SMALL_SEARCH[name], *RUN,
                    f"++policy.cache_dir={cache}")
     rows = run(cfg, tmp_path)
     assert [(r["iteration"], r["kind"]) for r in rows] == [(0, "eval"), (1, "train"), (1, "eval")]

@@ -16,14 +16,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from training.loop import run  # noqa: E402
 
+from small_search import SMALL_SEARCH  # noqa: E402
+
 CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
-SMALL = {"sampling": ["search.n=2"],
-         "tot": ["search.k=2", "search.beam=1", "search.max_depth=2", "search/evaluator=terminal"],
-         "tot_dfs": ["search.k=2", "search.max_depth=2", "search.threshold=0.0", "search.evaluator.votes=1"],
-         "mcts": ["search.n_simulations=3", "search.k=2", "search.max_depth=2", "search.evaluator.n=1",
-                  "search.evaluator.max_new_tokens=16"],
-         "evolution": ["search.population=2", "search.offspring=2", "search.max_depth=2"],
-         "best_first": ["search.k=2", "search.max_depth=2", "search/evaluator=terminal"]}
 TRAINER = {"ei": ["trainer.sft.epochs=1"], "rcrl": ["trainer.sft.epochs=1"],
            "ppo": ["trainer.minibatch_size=4"], "grpo": ["trainer.minibatch_size=4"]}
 # every strategy once, every trainer at least once
@@ -37,7 +32,7 @@ def test_vllm_policy_runs_every_strategy_and_trainer_by_config(search, trainer, 
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=[
             "policy=vllm", f"policy.path={model_dir}", "policy.dtype=float32", "policy.kv_cache_space_gib=0.25",
-            "policy.max_model_len=512", f"search={search}", f"trainer={trainer}", *SMALL[search], *TRAINER[trainer],
+            "policy.max_model_len=512", f"search={search}", f"trainer={trainer}", *SMALL_SEARCH[search], *TRAINER[trainer],
             "search.max_new_tokens=16", "task.train_size=20", "task.test_size=4", "iterations=1",
             "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1",
             "progress=false", "budget.tokens_per_problem=120"])
