@@ -145,7 +145,7 @@ def sweep_params(name: str) -> dict[str, list[str]]:
 def test_plateau_sweep_is_the_full_grid() -> None:
     assert (CONF / "experiment" / "plateau.yaml").read_text().startswith("# @package _global_")
     params = sweep_params("plateau")
-    assert params["search"] == ["sampling", "tot", "mcts", "evolution"]
+    assert params["equal_spend"] == ["sampling", "tot", "mcts", "evolution"]
     assert params["trainer"] == ["ei", "ppo"]
     assert params["seed"] == ["0", "1", "2"]
 
@@ -158,9 +158,9 @@ def test_every_cell_of_the_sweep_composes(experiment: str) -> None:
 
     grid = sweep_params(experiment)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for search in grid["search"]:
+        for search in grid["equal_spend"]:
             for trainer in grid["trainer"]:
-                cfg = compose("config", overrides=[f"+experiment={experiment}", f"search={search}",
+                cfg = compose("config", overrides=[f"+experiment={experiment}", f"equal_spend={search}",
                                                    f"trainer={trainer}", f"seed={grid['seed'][-1]}"])
                 assert cfg.search._target_ and cfg.trainer._target_
                 assert cfg.seed == int(grid["seed"][-1]) and cfg.task._target_ == "tasks.countdown.Countdown"
@@ -168,7 +168,7 @@ def test_every_cell_of_the_sweep_composes(experiment: str) -> None:
 
 
 def test_plateau_mini_is_two_cells_two_seeds() -> None:
-    assert sweep_params("plateau_mini") == {"search": ["sampling", "mcts"], "trainer": ["ei"], "seed": ["0", "1"]}
+    assert sweep_params("plateau_mini") == {"equal_spend": ["sampling", "mcts"], "trainer": ["ei"], "seed": ["0", "1"]}
 
 
 STAND_IN_APP = '''
