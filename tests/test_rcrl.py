@@ -1,5 +1,6 @@
-"""Return-conditioned RL: the conditioned task, the conditioned data set, and a real
-training run that raises the policy's reward on easy Countdown."""
+"""Return-conditioned RL: the conditioned task, the conditioned data set, and when the
+policy starts reading the marker. (The run that raises the reward on easy Countdown is in
+test_trainers_e2e.py, beside the other trainers'.)"""
 
 import pytest
 import torch
@@ -8,11 +9,9 @@ from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from search import Budget, SearchResult, SearchTree
 from search.sampling import Sampling
-from tasks import Problem
 from tasks.countdown import Countdown
 from training.rcrl import BAD, GOOD, RCRL, ConditionedTask, conditioned_examples
 
-from easy_countdown import easy_policy, easy_task, mean_reward
 
 
 def searched(problem, prompt, completions):
@@ -53,10 +52,27 @@ def test_every_trace_is_kept_with_its_return_marker_and_deduplicated(countdown):
         (BAD + countdown.prompt(problem), "half\n")]
     assert all(d["iteration"] == 2 and d["strategy"] == "sampling" for d in data)
     lenient = conditioned_examples(results, countdown, iteration=2, good_threshold=0.5)
-    assert [d["prompt"].startswith(GOOD) for d in lenient] == [True, False, True]
+    assert [(d["prompt"].startswith(GOOD), d["completion"]) for d in lenient] == [
+        (True, "right\n"), (True, "half\n"), (False, "wrong\n")]
+
+
+def test_bad_per_good_keeps_the_first_bad_traces_of_each_problem(countdown):
+    one, two = countdown.problems("train")[:2]
+    results = [searched(one, countdown.prompt(one), [("r1\n", 1.0), ("w1\n", 0.0), ("r2\n", 1.0), ("w2\n", 0.0),
+                                                     ("w3\n", 0.0)]),
+               searched(two, countdown.prompt(two), [("w4\n", 0.0), ("w5\n", 0.0)])]  # no GOOD: no BAD kept
+    kept = lambda ratio: [d["completion"] for d in conditioned_examples(results, countdown, 1, bad_per_good=ratio)]
+    assert kept(0.5) == ["r1\n", "r2\n", "w1\n"]
+    assert kept(1.0) == ["r1\n", "r2\n", "w1\n", "w2\n"]
+    assert kept(0.0) == ["r1\n", "r2\n"]
+    assert kept(None) == ["r1\n", "r2\n", "w1\n", "w2\n", "w3\n", "w4\n", "w5\n"]
+    with pytest.raises(ValueError, match="trainer.bad_per_good"):
+        RCRL(bad_per_good=-1)
 
 
 def test_rcrl_step_trains_on_good_and_bad_and_resumes_its_state(countdown):
+    """The policy is asked with plain prompts until it has trained on marked traces (it has
+    never seen a marker before), with GOOD after, and a resumed trainer asks the same way."""
     model, tokenizer = build_tiny_model("1m", seed=0)
     policy = HFPolicy(model, tokenizer)
     trainer = RCRL(sft={"epochs": 2, "batch_size": 4, "lr": 1e-3}, reset_each_round=False, seed=0)
@@ -64,7 +80,7 @@ def test_rcrl_step_trains_on_good_and_bad_and_resumes_its_state(countdown):
     assert isinstance(task, ConditionedTask)
     problems = countdown.problems("train", limit=3, seed=0)
     results = Sampling(n=2, temperature=1.0, max_new_tokens=24, seed=0).search(problems, policy, task, Budget())
-    assert all(t.prompt.startswith(GOOD) for r in results for t in r.traces())
+    assert all(t.prompt == countdown.prompt(r.problem) for r in results for t in r.traces())
     good = [(countdown.reference_traces(p)[0], 1.0) for p in problems]  # make sure both markers occur
     results += [searched(p, task.prompt(p), [g]) for p, g in zip(problems, good)]
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -72,30 +88,10 @@ def test_rcrl_step_trains_on_good_and_bad_and_resumes_its_state(countdown):
     assert 0.0 < stats["good_fraction"] < 1.0 and stats["dataset_size"] == stats["new_examples"] >= 4
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     state = trainer.state_dict()
+    assert task.prompt(problems[0]) == GOOD + countdown.prompt(problems[0])
     again = RCRL(sft={"epochs": 2, "batch_size": 4, "lr": 1e-3}, reset_each_round=False, seed=0)
-    again.setup(policy, countdown)
+    resumed_task = again.setup(policy, countdown)
+    assert resumed_task.prompt(problems[0]) == countdown.prompt(problems[0])
     again.load_state_dict(state)
     assert again.dataset == trainer.dataset and again.optimizer is not None
-
-
-@pytest.mark.slow
-def test_rcrl_learns_what_its_return_marker_means_on_easy_countdown():
-    """A briefly SFT'd tiny model, three RCRL rounds of best-of-8 sampling on 48 problems:
-    afterwards, prompts marked GOOD must give clearly more correct traces than prompts
-    marked BAD. (On this setting RCRL does not raise the GOOD-conditioned reward above the
-    base's within a few rounds: most traces are wrong, and fitting them drags the policy
-    toward its own mistakes faster than the marker separates them. See issue notes.)"""
-    torch.manual_seed(0)
-    base_task = easy_task()
-    policy = easy_policy()
-    trainer = RCRL(sft={"epochs": 3, "batch_size": 16, "lr": 1e-3}, reset_each_round=False, seed=0)
-    task = trainer.setup(policy, base_task)
-    problems = base_task.problems("train", limit=48, seed=1)
-    for iteration in range(1, 4):
-        results = Sampling(n=8, temperature=1.0, max_new_tokens=72, seed=100 + iteration).search(
-            problems, policy, task, Budget())
-        trainer.step(iteration, results)
-        policy.update_weights()
-    good, bad = (mean_reward(Sampling(n=8, temperature=1.0, max_new_tokens=72, seed=200).search(
-        problems, policy, ConditionedTask(base_task, marker), Budget())) for marker in (GOOD, BAD))
-    assert good >= bad + 0.03, (good, bad)
+    assert resumed_task.prompt(problems[0]) == GOOD + countdown.prompt(problems[0])

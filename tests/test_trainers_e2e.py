@@ -1,5 +1,5 @@
-"""PPO and GRPO on a real tiny Llama: rollout encoding, exact resume, reward going up on an
-easy Countdown, and the Hydra entry point with tree strategies."""
+"""PPO, GRPO, EI and RCRL on a real tiny Llama: rollout encoding, exact resume, reward going
+up on an easy Countdown, and the Hydra entry point with tree strategies."""
 
 import copy
 import json
@@ -23,6 +23,7 @@ from training.ei import ExpertIteration
 from training.grpo import GRPO
 from training.pg import TokenMismatch, encode_trace, forward, make_batch, text_step_ends, unpad
 from training.ppo import PPO
+from training.rcrl import RCRL
 
 from easy_countdown import easy_policy, easy_task
 
@@ -152,7 +153,7 @@ def train_and_measure(easy, trainer, iterations):
     task, policy = fresh(easy)
     problems = task.problems("train")
     before = mean_reward(sample(policy, task, problems, seed=1000))
-    trainer.setup(policy, task)
+    task = trainer.setup(policy, task)  # RCRL's asks with GOOD once it has trained on marked traces
     rewards = []
     for it in range(1, iterations + 1):
         results = sample(policy, task, problems, seed=it)
@@ -185,6 +186,16 @@ def test_expert_iteration_raises_the_training_reward(easy):
         iterations=3)
     assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
     assert after > before + 0.1, (before, after, rewards)
+
+
+@pytest.mark.slow
+def test_rcrl_raises_the_training_reward(easy):
+    """With class-balanced data (at most one BAD trace per two GOOD ones of a problem). On all
+    traces, 98% of them wrong here, RCRL drags the policy down instead (0.13 -> 0.03)."""
+    before, after, rewards = train_and_measure(
+        easy, RCRL(sft={"epochs": 4, "batch_size": 16, "lr": 1e-3}, bad_per_good=0.5, seed=0), iterations=4)
+    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
+    assert after > before + 0.08, (before, after, rewards)
 
 
 # ------------------------------------------------------------------ Hydra entry point
