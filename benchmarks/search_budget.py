@@ -26,14 +26,10 @@ from tasks.config import build_task, use_tokenizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 STRATEGIES = ["sampling", "tot", "tot_dfs", "mcts", "evolution", "best_first"]
-# Sizes large enough that the token budget, not the strategy's own size, ends the search:
+# Each strategy runs at the sizes of conf/equal_spend/<strategy>.yaml (the plateau sweep's),
+# large enough that the token budget, not the strategy's own size, ends the search:
 # otherwise a strategy stops at its natural size (best-of-8 at ~450 tokens) and larger
-# budgets measure nothing new. Requests issued together share what is left of the budget,
-# so wide rounds starve each request at small budgets: sampling draws 4 traces a round,
-# and ToT keeps its configured width (k=4, beam=2), which ends at its depth limit.
-FILL = {"sampling": ["search.n=512", "search.batch=4"], "tot": [],
-        "tot_dfs": ["search.stop_after=1000"], "mcts": ["search.n_simulations=1000"], "evolution": [],
-        "best_first": ["search.stop_after=1000"]}
+# budgets measure nothing new. ToT ends at its depth limit whatever the budget.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "game24" / "24.csv"
 # task name -> (config group, overrides, split); Game of 24 reads the ToT puzzles when the data is at hand
 TASKS = {"countdown": ("countdown", [], "test"),
@@ -45,7 +41,7 @@ def load(task_name: str, strategy: str, seed: int, extra: list[str]):
     if not (CONF / "task" / f"{group}.yaml").exists():
         raise SystemExit(f"conf/task/{group}.yaml is missing: cannot benchmark {task_name}")
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"task={group}", f"search={strategy}", f"seed={seed}", *overrides, *FILL[strategy],
+        cfg = compose("config", overrides=[f"task={group}", f"+equal_spend={strategy}", f"seed={seed}", *overrides,
                                            *extra])
     return cfg, split
 
