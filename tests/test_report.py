@@ -99,6 +99,7 @@ def test_report_files_have_every_cell_with_its_interval(sweep: Path, capsys: pyt
     md = (sweep / "report.md").read_text()
     half = 4.302653 * 0.2 / math.sqrt(3)  # final maj@1 of mcts × ei: 0.2, 0.4, 0.6
     mcts_row = next(line for line in md.splitlines() if line.startswith("| MCTS | ei | 3 |"))
+    assert mcts_row.startswith("| MCTS | ei | 3 | 0.100 ± 0.000 | ")  # the base's maj@1 (iteration 0) comes first
     assert f"| 0.400 ± {half:.3f} |" in mcts_row
     assert f"| 0.500 ± {4.302653 * 0.1 / math.sqrt(3):.3f} |" in mcts_row  # best maj@1: 0.5, 0.4, 0.6
     assert f"| 2,000 ± {4.302653 * 200 / math.sqrt(3):,.0f} |" in mcts_row  # tokens 2000, 2200, 1800
@@ -116,6 +117,7 @@ def test_report_files_have_every_cell_with_its_interval(sweep: Path, capsys: pyt
         rows = {(r["strategy"], r["trainer"]): r for r in csv.DictReader(f)}
     assert set(rows) == {("MCTS", "ei"), ("sampling", "ppo"), ("tot", "ei")}
     assert float(rows["MCTS", "ei"]["maj@1 final mean"]) == pytest.approx(0.4)
+    assert float(rows["sampling", "ppo"]["maj@1 base mean"]) == pytest.approx(0.1)
     assert float(rows["MCTS", "ei"]["maj@1 final ci95"]) == pytest.approx(half, rel=1e-6)
     assert float(rows["MCTS", "ei"]["distinct final mean"]) == pytest.approx(3.0)
     assert rows["tot", "ei"]["pass@8 best ci95"] == "n/a"
@@ -210,6 +212,6 @@ def test_the_mini_sweep_runs_under_each_launcher_and_reports(tmp_path: Path, lau
     assert report.left_out == []
     md = (sweep / "report.md").read_text()
     half = 12.706205 * math.sqrt(0.00005) / math.sqrt(2)  # final maj@1 of seeds 0 and 1 differ by 0.01
-    assert f"| mcts | ei | 2 | 0.505 ± {half:.3f} |" in md
-    assert f"| sampling | ei | 2 | 0.305 ± {half:.3f} |" in md
+    assert f"| mcts | ei | 2 | 0.405 ± {half:.3f} | 0.505 ± {half:.3f} |" in md  # base, final
+    assert f"| sampling | ei | 2 | 0.205 ± {half:.3f} | 0.305 ± {half:.3f} |" in md
     assert "| 256 ± 0 |" in md and (sweep / "plateau.png").is_file()

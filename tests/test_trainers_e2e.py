@@ -160,6 +160,7 @@ def train_and_measure(easy, trainer, iterations):
         rewards.append(mean_reward(results))
         trainer.step(it, results)
     after = mean_reward(sample(policy, task, problems, seed=1000))
+    print(f"{type(trainer).__name__}: before {before:.3f}, rounds {[round(r, 3) for r in rewards]}, after {after:.3f}")
     return before, after, rewards
 
 

@@ -29,7 +29,7 @@ from training.plots import read_metrics, save_png
 
 # (column name, metric key, how one run's curve becomes one number)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("maj@1 final", "maj@1", "final"), ("maj@1 best", "maj@1", "best"),
+    ("maj@1 base", "maj@1", "base"), ("maj@1 final", "maj@1", "final"), ("maj@1 best", "maj@1", "best"),
     ("pass@k final", "pass@k", "final"), ("pass@k best", "pass@k", "best"),
     ("distinct final", "distinct_correct", "final"), ("distinct best", "distinct_correct", "best"),
     ("tokens", "cumulative_tokens", "final"),
@@ -97,7 +97,7 @@ class Run:
         values = [r[key] for r in self.evals if isinstance(r.get(key), (int, float))]
         if not values:
             return None
-        return values[-1] if how == "final" else max(values)
+        return {"base": values[0], "final": values[-1], "best": max(values)}[how]
 
 
 def _group_name(cfg: DictConfig, choices: dict[str, Any], group: str) -> str:
