@@ -44,8 +44,16 @@ class PPO(PolicyGradientTrainer):
     def __init__(self, *, reward: str = "sparse", advantage: str = "auto", gamma: float = 1.0, lam: float = 0.95,
                  whiten_advantages: bool = True, critic: str = "shared", critic_lr: float | None = None,
                  vf_coef: float = 0.5, value_clip: float | None = 0.2, kl_coef: float = 0.05,
-                 kl_estimator: str = "k1", kl_in: str = "reward", orm: OutcomeRewardModel | None = None, **kwargs):
-        super().__init__(kl_coef=kl_coef, kl_estimator=kl_estimator, **kwargs)
+                 kl_estimator: str = "k1", kl_loss_estimator: str = "k3", kl_in: str = "reward",
+                 orm: OutcomeRewardModel | None = None, **kwargs):
+        # The base class puts `kl_estimator` into the loss. k1 has the wrong gradient there: on
+        # reused samples it only lowers the likelihood of every sampled token (with tree
+        # advantages, where most tokens carry no advantage, that alone collapsed the tiny policy
+        # to reward 0 in one iteration), so the loss gets its own estimator.
+        for key, value in (("kl_estimator", kl_estimator), ("kl_loss_estimator", kl_loss_estimator)):
+            core_algos.lookup(core_algos.KL_ESTIMATORS, value, f"trainer.{key}")
+        super().__init__(kl_coef=kl_coef, kl_estimator=kl_loss_estimator, **kwargs)
+        self.reward_kl_estimator = kl_estimator
         for key, value, choices in (("reward", reward, REWARD_MODES + ("orm",)), ("advantage", advantage, ADVANTAGES),
                                     ("critic", critic, CRITICS), ("kl_in", kl_in, KL_PLACES)):
             if value not in choices:
@@ -104,7 +112,7 @@ class PPO(PolicyGradientTrainer):
 
     def token_rewards(self, rollouts: list[Rollout]) -> list[list[float]]:
         """Per response token: each text step's reward on its last token, minus the KL
-        penalty k1(old, ref) * kl_coef on every token when the KL sits in the reward."""
+        penalty kl_coef * KL(old, ref) on every token when the KL sits in the reward."""
         per_step = self.step_scores(rollouts)
         out = []
         for r, scores in zip(rollouts, per_step):
@@ -112,7 +120,7 @@ class PPO(PolicyGradientTrainer):
             for end, score in zip(text_step_ends(self.policy, self.task, r), scores):
                 row[end - 1] += score
             if self.ref_model is not None and not self.kl_in_loss:
-                kl = core_algos.kl_penalty(torch.tensor(r.old_logp), torch.tensor(r.ref_logp), self.kl_estimator)
+                kl = core_algos.kl_penalty(torch.tensor(r.old_logp), torch.tensor(r.ref_logp), self.reward_kl_estimator)
                 row = [x - self.kl_coef * float(k) for x, k in zip(row, kl)]
             out.append(row)
         return out
