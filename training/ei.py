@@ -19,7 +19,8 @@ from tasks import Task
 from training.sft import SFTConfig, sft
 
 
-def _dedup_key(problem_id: str, text: str) -> tuple[str, str]:
+def dedup_key(problem_id: str, text: str) -> tuple[str, str]:
+    """Two traces of one problem are the same example when they differ only in whitespace."""
     return problem_id, " ".join(text.split())
 
 
@@ -30,7 +31,7 @@ def expert_examples(results: list[SearchResult], iteration: int, strategy: str =
     out = []
     for r in results:
         for t in r.traces():
-            key = _dedup_key(t.problem_id, t.text)
+            key = dedup_key(t.problem_id, t.text)
             if t.reward >= 1.0 and key not in seen:
                 seen.add(key)
                 out.append({"problem_id": t.problem_id, "prompt": t.prompt, "completion": t.text,
@@ -40,8 +41,8 @@ def expert_examples(results: list[SearchResult], iteration: int, strategy: str =
 
 def merge(dataset: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """D ∪ R, keeping the first (earliest) copy of each (problem, text)."""
-    keys = {_dedup_key(d["problem_id"], d["completion"]) for d in dataset}
-    return dataset + [d for d in new if _dedup_key(d["problem_id"], d["completion"]) not in keys]
+    keys = {dedup_key(d["problem_id"], d["completion"]) for d in dataset}
+    return dataset + [d for d in new if dedup_key(d["problem_id"], d["completion"]) not in keys]
 
 
 class ExpertIteration:

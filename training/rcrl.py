@@ -32,7 +32,7 @@ from typing import Any
 from policies import Policy
 from search import SearchResult
 from tasks import Problem, Task
-from training.ei import ExpertIteration
+from training.ei import ExpertIteration, dedup_key
 
 GOOD = "<good>\n"  # return marker of traces with reward >= good_threshold; the one used to sample
 BAD = "<bad>\n"  # return marker of every other trace
@@ -95,7 +95,7 @@ def conditioned_examples(results: list[SearchResult], task: Task, iteration: int
         prompt = task.prompt(r.problem)
         good, bad = [], []
         for t in r.traces():
-            key = (t.problem_id, " ".join(t.text.split()))
+            key = dedup_key(t.problem_id, t.text)
             if key in seen:
                 continue
             seen.add(key)
@@ -135,10 +135,15 @@ class RCRL(ExpertIteration):
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
         stats = super().step(iteration, results)
-        self.conditioned.marker = GOOD if self.dataset else ""
+        self._condition_on_data()
         good = sum(d["prompt"].startswith(GOOD) for d in self.dataset)
         return {**stats, "good_fraction": good / max(1, len(self.dataset))}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self._condition_on_data()
+
+    def _condition_on_data(self) -> None:
+        """Ask with GOOD once the policy has been trained on marked traces; the marker follows
+        from the data set alone, so a resumed run asks exactly as an uninterrupted one."""
         self.conditioned.marker = GOOD if self.dataset else ""
