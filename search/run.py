@@ -41,7 +41,7 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     results = strategy.search(problems, policy, task, budget)
     summary = summarize(task, results, cfg.eval.k)
     greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens)
-    metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(greedy),
+    metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(task, greedy),
                **summary, "wall_time_s": sum(r.wall_time for r in results)}
     folder = RunFolder(out_dir)
     write_atomic(folder.root / "metrics.json", json.dumps(metrics, indent=2))

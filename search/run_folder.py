@@ -35,7 +35,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 NUMERIC_KEYS = frozenset({"iteration", "cumulative_tokens", "k", "eval_tokens", "search_tokens", "n_traces", "loss",
-                          "maj@1", "maj@k", "pass@k", "pass@1", "rerank@k", "distinct_correct", "train_reward"})
+                          "maj@1", "maj@k", "pass@k", "pass@1", "rerank@k", "trace_valid@k", "distinct_correct",
+                          "train_reward"})
 
 
 def is_number(x: Any) -> bool:

@@ -1,14 +1,16 @@
-"""Metrics against brute force and hand-computed values."""
+"""Metrics against brute force and hand-computed values, and one judge per metric family:
+answer metrics read the final answer, trace_valid@k every step (on the real Countdown task)."""
 
 from itertools import combinations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search import SearchResult, SearchTree
 from search.expand import majority_vote
 from tasks import Problem, Task
+from tasks.countdown import Countdown
 from search import metrics
 
 
@@ -83,6 +85,41 @@ def test_rerank_picks_highest_scored_trace():
     task = Exact()
     p = Problem("a", "q", "7")
     traces = result(p, task, ["5", "7", "6"]).traces()
-    assert metrics.rerank_at_k(traces, [0.1, 0.9, 0.5], k=3) == 1.0
-    assert metrics.rerank_at_k(traces, [0.9, 0.1, 0.5], k=3) == 0.0
-    assert metrics.rerank_at_k(traces, [0.1, 0.9, 0.5], k=1) == 0.0  # only the first trace is a candidate
+    assert metrics.rerank_at_k(task, p, traces, [0.1, 0.9, 0.5], k=3) == 1.0
+    assert metrics.rerank_at_k(task, p, traces, [0.9, 0.1, 0.5], k=3) == 0.0
+    assert metrics.rerank_at_k(task, p, traces, [0.1, 0.9, 0.5], k=1) == 0.0  # only the first trace is a candidate
+
+
+COUNTDOWN = Countdown(train_size=4, test_size=4)
+PROBLEM = Problem("cd", "Numbers: 4 17 7 2\nTarget: 67", "67", {"numbers": [4, 17, 7, 2], "target": 67})
+VALID = "17 - 2 = 15 (left: 4 7 15)\n4 * 15 = 60 (left: 7 60)\n7 + 60 = 67 (left: 67)\nanswer: 7 + 4 * (17 - 2)\n"
+ANSWER_ONLY = "answer: 7 + 4 * (17 - 2)\n"                # right answer, no steps reach the target
+ILLEGAL_STEP = "17 - 3 = 14 (left: 4 7 2 14)\n" + ANSWER_ONLY  # 3 is not one of the numbers
+WRONG = ["answer: 17 + 7\n", "answer: 4 * 17\n", "17 + 7 = 24 (left: 4 2 24)\nanswer: 17 + 7\n", "7 * 2 = 14\n"]
+
+
+def test_right_answers_through_illegal_steps_score_on_answer_metrics_not_on_trace_validity():
+    assert COUNTDOWN.reward(PROBLEM, VALID) == 1.0 and COUNTDOWN.reward(PROBLEM, ILLEGAL_STEP) == 0.0
+    s = metrics.summarize(COUNTDOWN, [result(PROBLEM, COUNTDOWN, [ANSWER_ONLY, ILLEGAL_STEP, WRONG[0]])], k=3)
+    assert (s["maj@k"], s["pass@k"], s["pass@1"], s["distinct_correct"]) == (1.0, 1.0, pytest.approx(2 / 3), 1.0)
+    assert s["trace_valid@k"] == 0.0
+    greedy = result(PROBLEM, COUNTDOWN, [ILLEGAL_STEP])
+    assert metrics.accuracy(COUNTDOWN, [greedy]) == 1.0  # maj@1 judges the greedy trace's answer
+    s = metrics.summarize(COUNTDOWN, [result(PROBLEM, COUNTDOWN, [ILLEGAL_STEP, VALID])], k=2)
+    assert s["trace_valid@k"] == 1.0 and s["pass@k"] == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([VALID, ANSWER_ONLY, ILLEGAL_STEP, *WRONG]), min_size=0, max_size=8),
+                min_size=1, max_size=4),
+       st.integers(1, 8))
+def test_maj_at_k_never_exceeds_pass_at_k_on_the_same_samples(sample_sets, k):
+    """n <= k traces per problem, as evaluation draws them: the majority answer can only be
+    right when some trace's answer is, and a valid trace always has the right answer."""
+    results = [result(PROBLEM, COUNTDOWN, texts[:k]) for texts in sample_sets]
+    for r in results:
+        one = metrics.summarize(COUNTDOWN, [r], k)
+        assert one["maj@k"] <= one["pass@k"]
+        assert one["trace_valid@k"] <= one["pass@k"]
+    s = metrics.summarize(COUNTDOWN, results, k)
+    assert s["maj@k"] <= s["pass@k"] + 1e-12

@@ -107,7 +107,7 @@ def test_rerank_at_k_beats_the_first_sample_on_fixed_samples(task, trained):
     metrics = summarize(task, held_out, k=4, scorer=orm.score_traces)
     first = sum(r.traces()[0].reward for r in held_out) / len(held_out)
     assert metrics["rerank@k"] >= first and metrics["rerank@k"] > 0.75, (metrics["rerank@k"], first)
-    ranked = [rerank_at_k(r.traces(), orm.score_traces(r.traces()), 4) for r in held_out]
+    ranked = [rerank_at_k(task, r.problem, r.traces(), orm.score_traces(r.traces()), 4) for r in held_out]
     assert sum(ranked) / len(ranked) == metrics["rerank@k"]
 
 
