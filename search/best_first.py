@@ -1,21 +1,24 @@
 """A*-style best-first search over partial traces: a per-problem heap ordered by the
 evaluator's value minus `depth_cost` per step; each round pops the top `beam` open nodes
-of every problem and expands them all in one batched call."""
+of every problem and expands them all in one batched call. It stops after `stop_after`
+finished traces (null: when the budget is spent), or when no open node is left
+("exhausted")."""
 
 from __future__ import annotations
 
 import heapq
 
 from policies import Policy
+from search.budget import require_budget
 from search.expand import Expansion, ProblemState
-from search.stepwise import StepwiseSearch
+from search.stepwise import StepwiseSearch, open_work
 from tasks import Task
 
 
 class BestFirst(StepwiseSearch):
     name = "best_first"
 
-    def __init__(self, k: int = 4, beam: int = 1, depth_cost: float = 0.0, stop_after: int = 1, **kwargs):
+    def __init__(self, k: int = 4, beam: int = 1, depth_cost: float = 0.0, stop_after: int | None = 1, **kwargs):
         super().__init__(**kwargs)
         self.k, self.beam, self.depth_cost, self.stop_after = k, beam, depth_cost, stop_after
 
@@ -24,9 +27,11 @@ class BestFirst(StepwiseSearch):
         return (d["value"] or 0.0) - self.depth_cost * d["depth"]
 
     def run(self, states: list[ProblemState], policy: Policy, task: Task) -> None:
+        if self.stop_after is None and states:
+            require_budget(states[0].meter.budget, "stop_after")
         for s in states:
             s.scratch.update(heap=[(-0.0, s.tree.root)], log_pops=[], finished=0)
-        while live := self.live(states, lambda s: bool(s.scratch["heap"]) and s.scratch["finished"] < self.stop_after):
+        while live := self.live(states, lambda s: open_work(s, "heap", self.stop_after)):
             requests = []
             for s in live:
                 for _ in range(min(self.beam, len(s.scratch["heap"]))):

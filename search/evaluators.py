@@ -39,25 +39,36 @@ class TerminalEvaluator:
         return [float(s.tree[n]["reward"]) if s.tree[n]["terminal"] else self.neutral for s, n in items]
 
 
-def _caps(items: list[Item], per_item: int, max_new_tokens: int) -> dict[int, int]:
-    """Each problem's per-request token cap when all its items issue `per_item` requests."""
+def _caps(items: list[Item], per_item: int, max_new_tokens: int) -> list[int]:
+    """Each item's token cap when it issues `per_item` requests (0: not served). A
+    problem whose budget cannot pay for all its items serves its first ones."""
     count = Counter(id(s) for s, _ in items)
-    caps = {}
+    allowance: dict[int, tuple[int, int]] = {}  # id(state) -> (items served, cap)
     for s, _ in items:
-        if id(s) not in caps:
-            caps[id(s)] = 0 if s.meter.exhausted else s.meter.cap(max_new_tokens, count[id(s)] * per_item)
-    return caps
+        if id(s) in allowance:
+            continue
+        sent, _ = (0, 0) if s.meter.exhausted else s.meter.allot(max_new_tokens, count[id(s)] * per_item)
+        served = min(count[id(s)], max(1, sent // per_item)) if sent else 0
+        left = s.meter.tokens_left
+        cap = max_new_tokens if left is None or not served else min(max_new_tokens, left // (served * per_item))
+        allowance[id(s)] = (served, cap) if cap > 0 else (0, 0)
+    out, seen = [], Counter()
+    for s, _ in items:
+        served, cap = allowance[id(s)]
+        out.append(cap if seen[id(s)] < served else 0)
+        seen[id(s)] += 1
+    return out
 
 
 def _sample_charged(items: list[Item], prompts: list[str], policy: Policy, n: int, sampler: Sampler,
                     seed: int, stop: list[str] | None) -> list[list | None]:
     """One batched call for the items whose problem still has budget; charges each."""
     caps = _caps(items, n, sampler.max_new_tokens)
-    live = [i for i, (s, _) in enumerate(items) if caps[id(s)] > 0]
+    live = [i for i, cap in enumerate(caps) if cap > 0]
     out: list[list | None] = [None] * len(items)
     if not live:
         return out
-    limits = [caps[id(items[i][0])] for i in live]
+    limits = [caps[i] for i in live]
     groups = policy.sample([prompts[i] for i in live], n=n, max_new_tokens=max(limits), temperature=sampler.temperature,
                            top_p=sampler.top_p, stop=stop, seed=seed, max_new_tokens_per_prompt=limits)
     charged: dict[int, ProblemState] = {}
@@ -69,6 +80,32 @@ def _sample_charged(items: list[Item], prompts: list[str], policy: Policy, n: in
     for state in charged.values():
         state.meter.charge(0, calls=1)
     return out
+
+
+class StepCheckEvaluator:
+    """The task's own step checker as a heuristic, at no token cost: a finished trace gets
+    the verifier's reward; an open state gets `task.step_reward` of its last step (1.0
+    when every step so far is legal, 0.0 once one is not; `neutral` when the task checks
+    no steps). It reads the problem statement (numbers, target), never a gold answer, and
+    gives a signal on policies too small to judge their own states (where `self_eval`
+    parses nothing and every value is its neutral 0.5)."""
+
+    name = "step_check"
+
+    def __init__(self, neutral: float = 0.5):
+        self.neutral = neutral
+
+    def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
+        out = []
+        for s, n in items:
+            d = s.tree[n]
+            if d["terminal"]:
+                out.append(float(d["reward"]))
+                continue
+            parent = s.tree.parent(n)
+            value = task.step_reward(s.problem, s.tree.prefix(parent) if parent is not None else "", d["text"])
+            out.append(self.neutral if value is None else float(value))
+        return out
 
 
 class RolloutEvaluator:
@@ -117,9 +154,16 @@ class SelfEvaluator:
         m = re.search(r"\b(sure|likely|impossible)\b", text.lower())
         return VALUE_WORDS[m.group(1)] if m else self.neutral
 
+    def _parsed(self, text: str) -> bool:
+        return re.search(r"\b(sure|likely|impossible)\b", text.lower()) is not None
+
     def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
         prompts = [self._prompt(task, s, n) for s, n in items]
         groups = _sample_charged(items, prompts, policy, self.votes, self.sampler, seed, ["\n"])
+        for (state, _), g in zip(items, groups):  # the parse rate is a health figure of the run
+            if g is not None:
+                state.scratch["log_judgements"] = state.scratch.get("log_judgements", 0) + len(g)
+                state.scratch["log_parsed"] = state.scratch.get("log_parsed", 0) + sum(self._parsed(x.text) for x in g)
         return [self.neutral if g is None else sum(self._judge(x.text) for x in g) / len(g) for g in groups]
 
 
@@ -142,7 +186,8 @@ class ValueModelEvaluator:
         return values
 
 
-EVALUATORS = {"terminal": TerminalEvaluator, "rollout": RolloutEvaluator, "self_eval": SelfEvaluator}
+EVALUATORS = {"terminal": TerminalEvaluator, "step_check": StepCheckEvaluator, "rollout": RolloutEvaluator,
+              "self_eval": SelfEvaluator}
 
 
 def make_evaluator(spec: str | Evaluator) -> Evaluator:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from policies import Policy
+from search.budget import require_budget
 from search.expand import Expansion, ProblemState, label_terminal
 from search.stepwise import StepwiseSearch
 from tasks import Task
@@ -39,10 +40,8 @@ class Evolution(StepwiseSearch):
         self.map_elites, self.max_generations = map_elites, max_generations
 
     def run(self, states: list[ProblemState], policy: Policy, task: Task) -> None:
-        budget = states[0].meter.budget if states else None
-        if budget and self.max_generations is None and budget.tokens_per_problem is None and budget.calls_per_problem is None:
-            raise ValueError("search=evolution runs until the budget is spent: set budget.tokens_per_problem, "
-                             "budget.calls_per_problem or search.max_generations")
+        if self.max_generations is None and states:
+            require_budget(states[0].meter.budget, "max_generations")
         for s in states:
             s.scratch.update(pop=[], born=[], growing=[(s.tree.root, self.population, None)], gen=0,
                              archive={}, log_generations=[])
@@ -141,7 +140,10 @@ class Evolution(StepwiseSearch):
         return max(a, b, key=lambda n: (state.tree[n]["value"], -n))
 
     def mutation(self, state: ProblemState, node: int) -> tuple[int, int, str | None]:
-        """A growth request: resample after a random step of the trace, or rewrite that step."""
+        """A growth request: resample after a random step of the trace, or rewrite that step.
+        A rewrite is sampled under the rewrite prompt, not under its tree prefix, so `expand`
+        marks the rewritten step `off_context` (trainers keep it as context only); the steps
+        grown after it are sampled from the plain prefix as usual."""
         path = state.tree.path(node)
         j = int(self.rng.integers(len(path) - 1))
         if self.rewrite_rate and self.rng.random() < self.rewrite_rate:
@@ -152,17 +154,21 @@ class Evolution(StepwiseSearch):
 
     def crossover(self, state: ProblemState, a: int, b: int, task: Task) -> int | None:
         """Splice: a's steps up to a shared step, then b's steps after it (copied nodes
-        that cost no tokens). None when the traces share no intermediate step."""
+        that cost no tokens, with their sampled token ids and logprobs). The copies were
+        sampled after b's prefix, so they are `off_context` unless that prefix is a's text
+        too. None when the traces share no intermediate step."""
         tree = state.tree
         pa, pb = tree.path(a)[1:-1], tree.path(b)[1:-1]
         pairs = [(i, j) for i in pa for j in pb if i != j and step_key(tree[i]["text"]) == step_key(tree[j]["text"])]
         if not pairs:
             return None
         i, j = pairs[int(self.rng.integers(len(pairs)))]
+        off_context = tree.prefix(i) != tree.prefix(j)
         node = i
         for m in tree.path(b)[tree.path(b).index(j) + 1:]:
             d = tree[m]
-            node = tree.add_child(node, d["text"], logprobs=d["logprobs"], prior=d["prior"], tokens=0,
-                                  iteration=self.round, finish_reason=d["finish_reason"])
+            node = tree.add_child(node, d["text"], logprobs=d["logprobs"], token_ids=d["token_ids"], prior=d["prior"],
+                                  tokens=0, iteration=self.round, finish_reason=d["finish_reason"],
+                                  off_context=off_context or d["off_context"])
         label_terminal(state, node, task)
         return node

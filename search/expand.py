@@ -31,11 +31,18 @@ class ProblemState:
     meter: BudgetMeter
     prompt: str
     done: bool = False
+    stop_reason: str | None = None  # why the search of this problem ended (see STOP_REASONS)
     scratch: dict[str, Any] = field(default_factory=dict)
 
     def text(self, node: int) -> str:
         """Prompt plus trace prefix: what the policy continues to grow `node`."""
         return self.prompt + self.tree.prefix(node)
+
+
+STOP_REASONS = ("budget", "exhausted", "size")
+"""budget: the token/call budget ran out; exhausted: the tree had no open node left (every
+path finished) before the budget did; size: the strategy's own size limit (n traces,
+simulations, generations, stop_after, depth without restarts) ended it first."""
 
 
 @dataclass
@@ -98,7 +105,10 @@ def expand(
     """Grow every requested node in one batched `policy.sample` call.
 
     Returns the new child ids per expansion, in order; an expansion whose problem has no
-    budget left gets `[]` (and its state is marked done). `step=False` samples whole traces
+    budget left gets `[]` (and its state is marked done, stop reason "budget"). When the
+    budget's tail cannot pay for every request, the later requests of a problem get
+    fewer children (`BudgetMeter.allot`). A call is charged only to problems that had a
+    request in it. `step=False` samples whole traces
     (no step delimiter) as single children. Requests for different `n` share the call by
     repeating a prompt `n_i / gcd` times, so equal requests use the engine's `n=`.
     """
@@ -106,22 +116,27 @@ def expand(
     for e in expansions:
         if e.state.tree[e.node]["terminal"]:
             raise ValueError(f"problem {e.state.problem.id}: node {e.node} is terminal and cannot be expanded")
-        by_state.setdefault(id(e.state), []).append(e)
-    caps: dict[int, int] = {}
+        if e.n > 0:
+            by_state.setdefault(id(e.state), []).append(e)
+    granted: dict[int, int] = {}  # id(expansion) -> children it may have this round
+    caps: dict[int, int] = {}  # id(state) -> token cap of each of its requests
     for key, group in by_state.items():
-        meter = group[0].state.meter
-        cap = 0 if meter.exhausted else meter.cap(sampler.max_new_tokens, sum(e.n for e in group))
-        if cap <= 0:
-            group[0].state.done = True
-        else:
-            caps[key] = cap
-    active = [e for e in expansions if id(e.state) in caps and e.n > 0]
+        state = group[0].state
+        sent, cap = (0, 0) if state.meter.exhausted else state.meter.allot(sampler.max_new_tokens, sum(e.n for e in group))
+        if sent == 0:
+            state.done, state.stop_reason = True, "budget"
+            continue
+        caps[key] = cap
+        for e in group:
+            granted[id(e)] = min(e.n, sent)
+            sent -= granted[id(e)]
+    active = [e for e in expansions if granted.get(id(e), 0) > 0]
     if not active:
         return [[] for _ in expansions]
-    n = math.gcd(*(e.n for e in active))
+    n = math.gcd(*(granted[id(e)] for e in active))
     prompts, limits, owner = [], [], []
     for i, e in enumerate(active):
-        for _ in range(e.n // n):
+        for _ in range(granted[id(e)] // n):
             prompts.append(e.prompt if e.prompt is not None else e.state.text(e.node))
             limits.append(caps[id(e.state)])
             owner.append(i)
@@ -134,9 +149,11 @@ def expand(
     for i, group in zip(owner, samples):
         e = active[i]
         for s in group:
-            children[i].append(add_step(e.state, e.node, s, task, iteration, 1 if not step else sampler.max_depth))
+            child = add_step(e.state, e.node, s, task, iteration, 1 if not step else sampler.max_depth)
+            e.state.tree[child]["off_context"] = e.prompt is not None  # sampled under another prompt than its prefix
+            children[i].append(child)
             spent[id(e.state)] += s.num_tokens
-    for key in caps:
+    for key in {id(e.state) for e in active}:
         by_state[key][0].state.meter.charge(spent[key], calls=1)
     index = {id(e): i for i, e in enumerate(active)}
     return [children[index[id(e)]] if id(e) in index else [] for e in expansions]
@@ -149,11 +166,19 @@ def majority_vote(answers: list[str | None]) -> str | None:
 
 
 def finish(states: list[ProblemState], answers: list[str | None], started: float) -> list[SearchResult]:
-    """Results with each problem's spend. Problems share every batched call, so each
-    reports an equal share of the batch's wall time (the shares add up to the total)."""
+    """Results with each problem's spend and stop reason. Problems share every batched
+    call, so each reports an equal share of the batch's wall time (the shares add up to
+    the total)."""
     share = (time.perf_counter() - started) / max(1, len(states))
     return [
         SearchResult(problem=s.problem, tree=s.tree, tokens=s.meter.tokens, calls=s.meter.calls,
-                     wall_time=share, answer=a)
+                     wall_time=share, answer=a, stop_reason=stop_reason(s))
         for s, a in zip(states, answers)
     ]
+
+
+def stop_reason(state: ProblemState) -> str:
+    """The recorded reason, else "budget" when the meter is spent, else "size"."""
+    if state.stop_reason is not None:
+        return state.stop_reason
+    return "budget" if state.done or state.meter.exhausted else "size"

@@ -5,6 +5,9 @@ the step's length-normalised policy probability, normalised over siblings) or UC
 the reached node with `k` sampled children (or one more child under progressive
 widening), score the new children with the evaluator, and back their values up the path.
 The expansions of all problems form one batched `policy.sample` call per round.
+Selection never enters a finished subtree (a closed node), so every simulation spends
+tokens and a tree whose every path has finished ends the search ("exhausted").
+`n_simulations: null` simulates until the budget is spent.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import numpy as np
 
 from policies import Policy
+from search.budget import require_budget
 from search.expand import Expansion, ProblemState
 from search.stepwise import StepwiseSearch
 from tasks import Task
@@ -22,7 +26,7 @@ from tasks import Task
 class MCTS(StepwiseSearch):
     name = "mcts"
 
-    def __init__(self, n_simulations: int = 32, k: int = 4, selection: str = "puct", c_explore: float = 1.5,
+    def __init__(self, n_simulations: int | None = 32, k: int = 4, selection: str = "puct", c_explore: float = 1.5,
                  backup: str = "mean", dirichlet_alpha: float = 0.3, dirichlet_eps: float = 0.25,
                  widening: float | None = None, widening_exponent: float = 0.5, **kwargs):
         kwargs.setdefault("answer_by", "most_visited")
@@ -34,42 +38,63 @@ class MCTS(StepwiseSearch):
         self.widening, self.widening_exponent = widening, widening_exponent
 
     def run(self, states: list[ProblemState], policy: Policy, task: Task) -> None:
+        if self.n_simulations is None and states:
+            require_budget(states[0].meter.budget, "n_simulations")
         for s in states:
-            s.scratch.update(sims=0, value_sum={}, noise={})
-        while live := self.live(states, lambda s: s.scratch["sims"] < self.n_simulations):
+            s.scratch.update(sims=0, value_sum={}, noise={}, closed=set())
+        while live := self.live(states, self.has_work):
             requests, paths = [], []
             for s in live:
                 s.scratch["sims"] += 1
                 path = self.select(s)
-                leaf = path[-1]
-                if s.tree[leaf]["terminal"]:
-                    self.backup(s, path, float(s.tree[leaf]["value"] if s.tree[leaf]["value"] is not None
-                                               else s.tree[leaf]["reward"] or 0.0))
-                    continue
-                n_new = self.k if not s.tree.children(leaf) or self.widening is None else 1
-                requests.append(Expansion(s, leaf, n_new))
+                n_new = self.k if not s.tree.children(path[-1]) or self.widening is None else 1
+                requests.append(Expansion(s, path[-1], n_new))
                 paths.append(path)
-            if not requests:
-                continue
             children = self.grow(requests, policy, task)
             items = [(e.state, c) for e, kids in zip(requests, children) for c in kids]
             self.score(items, policy, task)
             for e, path, kids in zip(requests, paths, children):
                 for c in kids:
                     self.backup(e.state, path + [c], e.state.tree[c]["value"])
+                self.close(e.state, path)
+
+    def has_work(self, state: ProblemState) -> bool:
+        """Simulations left, and an open node to grow; an exhausted tree says so."""
+        if state.tree.root in state.scratch["closed"]:
+            state.stop_reason = "exhausted"
+            return False
+        return self.n_simulations is None or state.scratch["sims"] < self.n_simulations
+
+    def close(self, state: ProblemState, path: list[int]) -> None:
+        """Mark nodes with nothing left to grow, from the end of `path` up: a terminal, or
+        a node (without widening) whose children are all closed. Selection never enters a
+        closed node, so every simulation grows the tree (no round is spent re-visiting
+        finished traces) and a fully finished tree ends the search."""
+        tree, closed = state.tree, state.scratch["closed"]
+        closed.update(c for c in tree.children(path[-1]) if tree[c]["terminal"])
+        for node in reversed(path):
+            kids = tree.children(node)
+            if self.widening is not None or not kids or not all(c in closed for c in kids):
+                return
+            closed.add(node)
 
     def can_grow(self, state: ProblemState, node: int) -> bool:
-        """Whether selection should stop at `node` and give it new children."""
-        d, n_children = state.tree[node], len(state.tree.children(node))
+        """Whether selection should stop at `node` and give it new children (with
+        widening, also when every child it has is closed)."""
+        d, kids = state.tree[node], state.tree.children(node)
         if d["terminal"]:
             return False
-        if n_children == 0:
+        if not kids:
             return True
-        return self.widening is not None and n_children < math.ceil(self.widening * max(1, d["visits"]) ** self.widening_exponent)
+        if self.widening is None:
+            return False
+        closed = state.scratch["closed"]
+        return all(c in closed for c in kids) or len(kids) < math.ceil(
+            self.widening * max(1, d["visits"]) ** self.widening_exponent)
 
     def select(self, state: ProblemState) -> list[int]:
-        tree, path = state.tree, [state.tree.root]
-        while not self.can_grow(state, path[-1]) and not tree[path[-1]]["terminal"]:
+        path = [state.tree.root]
+        while not self.can_grow(state, path[-1]):
             path.append(self.best_child(state, path[-1]))
         return path
 
@@ -86,6 +111,7 @@ class MCTS(StepwiseSearch):
         return p
 
     def best_child(self, state: ProblemState, node: int) -> int:
+        """The open child with the best PUCT / UCT score."""
         tree, children = state.tree, state.tree.children(node)
         n_parent = max(1, tree[node]["visits"])
         q = np.array([tree[c]["value"] or 0.0 for c in children], dtype=float)
@@ -94,6 +120,7 @@ class MCTS(StepwiseSearch):
             score = q + self.c * self.priors(state, node, children) * math.sqrt(n_parent) / (1 + n)
         else:
             score = q + self.c * np.sqrt(math.log(n_parent) / np.maximum(n, 1e-9))
+        score[[c in state.scratch["closed"] for c in children]] = -np.inf
         return children[int(np.argmax(score))]
 
     def backup(self, state: ProblemState, path: list[int], value: float) -> None:

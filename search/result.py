@@ -17,7 +17,8 @@ class SearchResult:
 
     `answer` is the answer the strategy itself would submit (majority vote for sampling,
     most-visited path for MCTS, ...); metrics over all traces (pass@k, maj@k) come from
-    `traces()`.
+    `traces()`. `stop_reason` says what ended the search: the budget, an exhausted tree,
+    or the strategy's own size limit.
     """
 
     problem: Problem
@@ -26,6 +27,7 @@ class SearchResult:
     calls: int
     wall_time: float
     answer: str | None = None
+    stop_reason: str = "size"  # budget | exhausted | size (search.expand.STOP_REASONS)
 
     def traces(self) -> list[Trace]:
         return self.tree.traces()

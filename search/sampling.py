@@ -2,7 +2,8 @@
 
 The baseline every structured search is compared against at equal tokens. Each round
 asks for up to `batch` more traces of every unfinished problem in one `policy.sample`
-call; the strategy's answer is the majority vote of the extracted answers.
+call; the strategy's answer is the majority vote of the extracted answers. `n: null`
+keeps drawing until the budget is spent.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 
 from policies import Policy
-from search.budget import Budget
+from search.budget import Budget, require_budget
 from search.expand import Expansion, Sampler, expand, finish, majority_vote, start
 from search.result import SearchResult
 from tasks import Problem, Task
@@ -19,22 +20,26 @@ from tasks import Problem, Task
 class Sampling:
     name = "sampling"
 
-    def __init__(self, n: int = 8, batch: int = 8, temperature: float = 1.0, top_p: float = 1.0,
+    def __init__(self, n: int | None = 8, batch: int = 8, temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int = 256, seed: int = 0):
-        if n < 1 or batch < 1:
+        if (n is not None and n < 1) or batch < 1:
             raise ValueError(f"search.n and search.batch must be >= 1, got n={n}, batch={batch}")
         self.n, self.batch, self.seed = n, batch, seed
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=1)
 
+    def wanted(self, drawn: int) -> int:
+        """Traces to request this round for a problem that has `drawn` (0: it is done)."""
+        return self.batch if self.n is None else min(self.batch, self.n - drawn)
+
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         started = time.perf_counter()
+        if self.n is None:
+            require_budget(budget, "n")
         states = start(problems, task, budget, self.name)
         rounds = 0
         while True:
-            requests = [
-                Expansion(s, s.tree.root, min(self.batch, self.n - len(s.tree.children(s.tree.root))))
-                for s in states if not s.done and len(s.tree.children(s.tree.root)) < self.n
-            ]
+            requests = [Expansion(s, s.tree.root, self.wanted(len(s.tree.children(s.tree.root))))
+                        for s in states if not s.done and self.wanted(len(s.tree.children(s.tree.root)))]
             if not requests:
                 break
             expand(requests, policy, task, self.sampler, seed=self.seed + rounds, iteration=rounds, step=False)

@@ -22,8 +22,9 @@ ANSWER_BY = ("vote", "best_value", "most_visited")
 def pick_answer(tree: SearchTree, how: str) -> str | None:
     """`vote`: majority over terminal answers; `best_value`: the terminal with the highest
     value (the evaluator's, so with the `terminal` evaluator it is the verifier's pick);
-    `most_visited`: follow the most-visited child from the root (MCTS), falling back to
-    the vote when that path does not end in a finished trace."""
+    `most_visited`: follow the most-visited child from the root (MCTS; equal visits, as in
+    a searched-out tree, go to the higher value), falling back to the vote when that path
+    does not end in a finished trace."""
     terminals = tree.terminals()
     if how == "best_value":
         scored = [n for n in terminals if tree[n]["value"] is not None]
@@ -31,10 +32,22 @@ def pick_answer(tree: SearchTree, how: str) -> str | None:
     if how == "most_visited":
         node = tree.root
         while children := tree.children(node):
-            node = max(children, key=lambda c: (tree[c]["visits"], -c))
+            node = max(children, key=lambda c: (tree[c]["visits"], tree[c]["value"] or 0.0, -c))
         if tree[node]["terminal"]:
             return tree[node]["answer"]
     return majority_vote([tree[n]["answer"] for n in terminals])
+
+
+def open_work(state: ProblemState, frontier: str, stop_after: int | None) -> bool:
+    """For searches that keep an agenda (a DFS stack, a best-first heap) and stop after
+    `stop_after` finished traces (None: never): whether `state` has more to do. An empty
+    agenda means the tree is exhausted, and the state says so."""
+    if stop_after is not None and state.scratch["finished"] >= stop_after:
+        return False
+    if not state.scratch[frontier]:
+        state.stop_reason = "exhausted"
+        return False
+    return True
 
 
 class StepwiseSearch:
@@ -76,7 +89,7 @@ class StepwiseSearch:
         """Evaluate nodes of all problems in one batch and store each value on its node."""
         values = self.evaluator.evaluate(items, policy, task, seed=self.seed * 100_003 + 50_000 + self.round)
         for (state, node), v in zip(items, values):
-            state.tree[node]["value"] = v
+            state.tree[node]["value"] = state.tree[node]["score"] = v
         return values
 
     @staticmethod

@@ -10,15 +10,19 @@ JSON form (`to_json`, schema version 1)::
     {"schema": 1,
      "problem_id": str, "prompt": str, "strategy": str, "meta": {...},
      "nodes": [{"id": int, "parent": int | null, "text": str, "depth": int,
-                "visits": int, "value": float | null, "reward": float | null,
+                "visits": int, "value": float | null, "score": float | null, "reward": float | null,
                 "terminal": bool, "answer": str | null, "prior": float | null,
                 "logprobs": [float, ...], "token_ids": [int, ...], "tokens": int, "iteration": int,
-                "finish_reason": str | null}, ...]}
+                "finish_reason": str | null, "off_context": bool}, ...]}
 
 `value` is the strategy's estimate (mean backed-up value for MCTS, evaluator score for
-ToT); `reward` is the verifier's, set only on terminal nodes; `token_ids` and `logprobs` are the
+ToT); `score` is the node evaluator's own judgement when the node was scored (what the
+`value_auc` health figure rates); `reward` is the verifier's, set only on terminal nodes; `token_ids` and `logprobs` are the
 sampled tokens of the step and their log-probabilities when sampled (so trainers never
 re-tokenise text); `tokens` is the number of tokens generated to create the node's step; `iteration` is the search round that created it.
+`off_context` is true when the step's tokens were sampled under a context other than its
+tree prefix (an evolution rewrite prompt, a crossover splice from another trace): its
+`logprobs` are not log pi(token | prompt + prefix), so trainers keep it as context only.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "depth": 0,
     "visits": 0,
     "value": None,
+    "score": None,
     "reward": None,
     "terminal": False,
     "answer": None,
@@ -45,6 +50,7 @@ NODE_DEFAULTS: dict[str, Any] = {
     "tokens": 0,
     "iteration": 0,
     "finish_reason": None,
+    "off_context": False,
 }
 
 
