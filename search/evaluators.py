@@ -140,7 +140,7 @@ class SelfEvaluator:
 
     name = "self_eval"
 
-    def __init__(self, votes: int = 3, max_new_tokens: int = 8, temperature: float = 1.0, neutral: float = 0.5):
+    def __init__(self, votes: int = 3, max_new_tokens: int = 16, temperature: float = 1.0, neutral: float = 0.5):
         self.votes, self.neutral = votes, neutral
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature)
 
