@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from policies.seeding import seed_everything
 from search.budget import Budget
+from search.console import quiet_in_parallel, say
 from search.metrics import accuracy, greedy_results, summarize
 from search.run_folder import RunFolder, write_atomic
 from tasks.config import build_task, use_tokenizer
@@ -31,6 +32,7 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     """Search `eval.split` with the configured strategy and write `metrics.json` and trees
     into `out_dir`; returns the metrics."""
     seed_everything(cfg.seed)
+    quiet_in_parallel(cfg)
     task = build_task(cfg.task)
     limit = cfg.task.get("limit") or cfg.eval.problems
     policy = instantiate(cfg.policy)
@@ -40,7 +42,7 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     problems = task.problems(cfg.eval.split, limit=limit, seed=cfg.seed)
     results = strategy.search(problems, policy, task, budget)
     summary = summarize(task, results, cfg.eval.k)
-    greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens)
+    greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens, cfg.progress)
     metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(task, greedy),
                **summary, "wall_time_s": sum(r.wall_time for r in results)}
     folder = RunFolder(out_dir)
@@ -51,8 +53,11 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, Any]:
-    metrics = evaluate_search(cfg, HydraConfig.get().runtime.output_dir)
-    print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    out_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    say(f"run folder: {out_dir}")
+    metrics = evaluate_search(cfg, out_dir)
+    say("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    say(f"run folder: {out_dir} (metrics.json, trees/)")
     return metrics
 
 

@@ -1,14 +1,20 @@
-"""Run curves from metrics.jsonl: which PNGs appear, what they plot, and bad lines."""
+"""Run curves from metrics.jsonl: which PNGs appear, what they plot, what their titles and
+axes say, and bad lines."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
+from omegaconf import OmegaConf
 
-from training.plots import main, plot_run, points, read_metrics
+from training.plots import draw, main, plot_run, points, read_metrics, run_title
+
+CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
 
 
 def write_metrics(run: Path, rows: list[dict | str]) -> Path:
@@ -84,3 +90,33 @@ def test_a_malformed_line_is_an_error_naming_file_and_line(tmp_path: Path, line:
 def test_a_folder_without_metrics_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no metrics file"):
         plot_run(tmp_path)
+
+
+def hydra_folder(run: Path, *overrides: str) -> Path:
+    """`.hydra/config.yaml` and `.hydra/hydra.yaml` of a real composition, as a Hydra run writes them."""
+    with initialize_config_dir(CONF, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    (run / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save({"hydra": cfg.hydra}, run / ".hydra" / "hydra.yaml")
+    del cfg.hydra
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    return run
+
+
+def test_titles_name_task_policy_strategy_trainer_and_seed(tmp_path: Path) -> None:
+    run = hydra_folder(full_run(tmp_path / "15-02-41"), "task=arith", "search=mcts", "trainer=ppo", "seed=1")
+    assert run_title(run) == "arith · tiny · mcts · ppo · seed 1"
+    rows = read_metrics(run / "metrics.jsonl")
+    assert draw(rows, "accuracy", "tokens", run_title(run)).axes[0].get_title() == "arith · tiny · mcts · ppo · seed 1\naccuracy"
+    assert run_title(full_run(tmp_path / "16-00-00")) == "16-00-00"  # no .hydra: the folder's name
+
+
+def test_fractions_run_zero_to_one_and_counts_start_at_zero_unless_zoomed(tmp_path: Path) -> None:
+    rows = read_metrics(full_run(tmp_path / "run") / "metrics.jsonl")  # distinct 0.2-0.5, reward 0.15-0.3
+    for stem in ("accuracy", "train_reward"):
+        assert draw(rows, stem, "iteration", "t").axes[0].get_ylim() == pytest.approx((-0.02, 1.02))
+    low, high = draw(rows, "distinct_correct", "iteration", "t").axes[0].get_ylim()
+    assert low == pytest.approx(-0.02) and 0.5 < high < 1.0
+    low, high = draw(rows, "train_reward", "iteration", "t", zoom=True).axes[0].get_ylim()
+    assert 0.1 < low < 0.15 and 0.3 < high < 0.4
+    assert main([str(tmp_path / "run"), "--zoom"]) == 0

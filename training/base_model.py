@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
+from search.console import say
 from tasks import Task
 from tasks.arith import arithmetic_corpus
 from tasks.config import build_task, task_definition
@@ -70,8 +71,12 @@ def tiny_base(
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = folder / f"tiny-{size}-{init}-{digest}"
-    if not (folder / "recipe.json").exists():
+    if (folder / "recipe.json").exists():
+        say(f"tiny base: loaded from the cache {folder}")
+    else:
+        say(f"tiny base: building it once ({size}, init={init}); later runs with this recipe load it from {folder}")
         _build(folder, recipe, build_task(task_cfg), progress)
+        say(f"tiny base: built and cached in {folder}")
     return HFPolicy.from_pretrained(folder)
 
 

@@ -1,6 +1,6 @@
 """Curves of one run, drawn from its `metrics.jsonl`, as PNG files (Agg, no display).
 
-    python -m training.plots <run folder>     # writes <run folder>/plots/*.png
+    python -m training.plots <run folder> [--zoom]     # writes <run folder>/plots/*.png
 
 Each quantity is drawn twice, against the iteration and against the cumulative number of
 generated tokens, because strategies are compared at equal compute, not equal iterations.
@@ -8,6 +8,11 @@ metrics.jsonl holds one JSON object per line, `{"iteration", "kind": "train"|"ev
 "cumulative_tokens", ...}`; eval lines carry maj@1, maj@k, pass@k, k and optionally rerank@k,
 distinct_correct, eval_tokens; train lines carry train_reward, search_tokens, n_traces, loss.
 A key a line lacks is simply not drawn.
+
+Titles name what the run was: task, policy, search strategy, trainer and seed, read from the
+choices Hydra recorded in `.hydra/hydra.yaml` (a folder without them is titled by its name).
+Fractions (accuracies, the mean reward) are drawn on 0-1 and distinct solutions from 0, so
+a wobble of a few problems does not look like a trend; `--zoom` fits the axes to the data.
 """
 
 from __future__ import annotations
@@ -20,17 +25,43 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
 from search.run_folder import is_number as _is_number, read_metrics
 
-ACCURACY = ("maj@1", "maj@k", "pass@k", "rerank@k")
-# file stem -> (line kind, keys drawn as one line each, y-axis label)
-FIGURES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "accuracy": ("eval", ACCURACY, "fraction of problems solved"),
-    "distinct_correct": ("eval", ("distinct_correct",), "distinct correct solutions per problem"),
-    "train_reward": ("train", ("train_reward",), "mean reward of searched traces"),
+ACCURACY = ("maj@1", "maj@k", "pass@k", "rerank@k", "trace_valid@k")
+# file stem -> (line kind, keys drawn as one line each, y-axis label, y range unless zoomed: top None = fit)
+FIGURES: dict[str, tuple[str, tuple[str, ...], str, tuple[float, float | None]]] = {
+    "accuracy": ("eval", ACCURACY, "fraction of problems solved", (0.0, 1.0)),
+    "distinct_correct": ("eval", ("distinct_correct",), "distinct correct solutions per problem", (0.0, None)),
+    "train_reward": ("train", ("train_reward",), "mean reward of searched traces", (0.0, 1.0)),
 }
 X_AXES = {"iteration": ("iteration", "iteration"), "tokens": ("cumulative_tokens", "cumulative generated tokens")}
+GROUPS = ("task", "policy", "search", "trainer")  # the config groups a run title names
+
+
+def run_choices(run_dir: str | Path) -> dict[str, str]:
+    """The task, policy, search and trainer choices Hydra recorded for a run folder
+    (`.hydra/hydra.yaml`), and its seed (`.hydra/config.yaml`); {} where Hydra wrote neither."""
+    hydra_dir = Path(run_dir) / ".hydra"
+    choices: dict[str, str] = {}
+    if (hydra_dir / "hydra.yaml").is_file():
+        recorded = OmegaConf.load(hydra_dir / "hydra.yaml")
+        runtime = OmegaConf.to_container(OmegaConf.select(recorded, "hydra.runtime.choices", default={}) or {})
+        choices = {g: str(runtime[g]) for g in GROUPS if isinstance(runtime.get(g), str)}
+    if (hydra_dir / "config.yaml").is_file():
+        seed = OmegaConf.select(OmegaConf.load(hydra_dir / "config.yaml"), "seed", default=None,
+                                throw_on_resolution_failure=False)
+        if seed is not None:
+            choices["seed"] = str(seed)
+    return choices
+
+
+def run_title(run_dir: str | Path) -> str:
+    """`countdown · tiny · mcts · ei · seed 0`, or the folder's name when Hydra recorded nothing."""
+    choices = run_choices(run_dir)
+    parts = [choices[g] for g in GROUPS if g in choices] + ([f"seed {choices['seed']}"] if "seed" in choices else [])
+    return " · ".join(parts) or Path(run_dir).name
 def points(rows: list[dict[str, Any]], kind: str, x_key: str, y_key: str) -> tuple[list[float], list[float]]:
     """(xs, ys) of the `kind` rows that have finite values for both keys, sorted by x."""
     pairs = sorted((r[x_key], r[y_key]) for r in rows if r.get("kind") == kind
@@ -52,44 +83,57 @@ def save_png(fig: Figure, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Draw every figure the run's metrics allow into `<run_dir>/plots/`; return the files."""
+def draw(rows: list[dict[str, Any]], stem: str, axis: str, title: str, zoom: bool = False) -> Figure | None:
+    """Figure `stem` of FIGURES against `axis` of X_AXES, or None when no row has its keys."""
+    kind, keys, y_label, (low, high) = FIGURES[stem]
+    x_key, x_label = X_AXES[axis]
+    lines = [(_label(rows, key), *points(rows, kind, x_key, key)) for key in keys]
+    lines = [line for line in lines if line[1]]
+    if not lines:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for label, xs, ys in lines:
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set(xlabel=x_label, ylabel=y_label, title=f"{title}\n{stem.replace('_', ' ')}")
+    if not zoom:
+        ax.set_ylim(low - 0.02, None if high is None else high + 0.02)
+    if axis == "iteration":
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_run(run_dir: str | Path, zoom: bool = False) -> list[Path]:
+    """Draw every figure the run's metrics allow into `<run_dir>/plots/`; return the files.
+    `zoom` fits the y axes to the data instead of 0-1 (0 and up for counts)."""
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
     if not metrics.is_file():
         raise FileNotFoundError(f"{metrics}: no metrics file (is {run_dir} a run folder?)")
     rows = read_metrics(metrics)
+    title = run_title(run_dir)
     written = []
-    for stem, (kind, keys, y_label) in FIGURES.items():
-        for axis, (x_key, x_label) in X_AXES.items():
-            lines = [(_label(rows, key), *points(rows, kind, x_key, key)) for key in keys]
-            lines = [line for line in lines if line[1]]
-            if not lines:
-                continue
-            fig = Figure(figsize=(6, 4))
-            ax = fig.add_subplot()
-            for label, xs, ys in lines:
-                ax.plot(xs, ys, marker="o", label=label)
-            ax.set(xlabel=x_label, ylabel=y_label, title=f"{run_dir.name}: {stem.replace('_', ' ')}")
-            if stem == "accuracy":
-                ax.set_ylim(-0.02, 1.02)
-            if axis == "iteration":
-                ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.grid(alpha=0.3)
-            ax.legend()
-            path = run_dir / "plots" / f"{stem}_vs_{axis}.png"
-            save_png(fig, path)
-            written.append(path)
+    for stem in FIGURES:
+        for axis in X_AXES:
+            fig = draw(rows, stem, axis, title, zoom)
+            if fig is not None:
+                path = run_dir / "plots" / f"{stem}_vs_{axis}.png"
+                save_png(fig, path)
+                written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    zoom = "--zoom" in args
+    args = [a for a in args if a != "--zoom"]
     if len(args) != 1:
-        print("usage: python -m training.plots <run folder>", file=sys.stderr)
+        print("usage: python -m training.plots <run folder> [--zoom]", file=sys.stderr)
         return 2
     try:
-        written = plot_run(args[0])
+        written = plot_run(args[0], zoom)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

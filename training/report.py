@@ -25,7 +25,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from training.plots import read_metrics, save_png
+from training.plots import read_metrics, run_choices, save_png
 
 # (column name, metric key, how one run's curve becomes one number)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -254,10 +254,16 @@ def plot_plateau(runs: list[Run], path: Path, k: str | None) -> bool:
             ax.set(xlabel=x_label, ylabel=_header(metric, k), ylim=(-0.02, 1.02))
             ax.grid(alpha=0.3)
         axes[row][0].xaxis.get_major_locator().set_params(integer=True)
-    axes[0][0].legend(fontsize="small")
-    fig.suptitle("plateau: mean over seeds, band = 95% CI")
+    axes[0][0].legend(fontsize="small", title="strategy × trainer")
+    fig.suptitle(f"plateau on {_shared_choices(runs)}: mean over seeds, band = 95% CI")
     save_png(fig, path)
     return True
+
+
+def _shared_choices(runs: list[Run]) -> str:
+    """`countdown · tiny`: the task and policy of the complete runs (each joined by `/` when they differ)."""
+    choices = [run_choices(run.path) for run in runs if run.problem is None]
+    return " · ".join("/".join(sorted({c[g] for c in choices if g in c})) or f"? {g}" for g in ("task", "policy"))
 
 
 @dataclass
