@@ -9,27 +9,30 @@ the iteration, so a resumed run draws exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
+import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from policies import Policy
 from search import Budget, SearchResult
 from policies.seeding import seed_everything
-from search.health import search_health, value_auc
 from search.console import quiet_in_parallel, say
 from search.metrics import evaluate_policy
 from search.run_folder import RunFolder
 from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
-from training.checkpoint import resume, save_checkpoint
-from training.orm import WithORM, build_run_orm, strategy_overrides
 from training.plots import plot_run
 from training.trainer import Trainer
+
+COMPLETE = "COMPLETE"  # marker file: a checkpoint folder without it is ignored on resume
 
 
 def derived_seed(seed: int, iteration: int, stream: int) -> int:
@@ -38,13 +41,11 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
-             progress: bool = False, scorer: Any = None) -> dict[str, float]:
-    return evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress, scorer)
+             progress: bool = False) -> dict[str, float]:
+    return evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress)
 
 
-def _train_summary(results: list[SearchResult], budget: Budget, policy: Policy, task: Task, cfg: DictConfig,
-                   seed: int) -> dict[str, float]:
-    """The round's reward, spend and health figures (`search.health`), before training."""
+def _train_summary(results: list[SearchResult]) -> dict[str, float]:
     traces = [t for r in results for t in r.traces()]
     return {
         "train_reward": sum(t.reward for t in traces) / max(1, len(traces)),
@@ -52,9 +53,41 @@ def _train_summary(results: list[SearchResult], budget: Budget, policy: Policy, 
         "search_tokens": sum(r.tokens for r in results),
         "search_calls": max((r.calls for r in results), default=0),
         "n_traces": len(traces),
-        **search_health(results, budget),
-        **value_auc(results, policy, task, seed=seed, **cfg.health),
     }
+
+
+def _save_checkpoint(folder: RunFolder, iteration: int, policy: Policy, trainer: Trainer,
+                     rows: list[dict[str, Any]]) -> None:
+    final = folder.checkpoint_dir(iteration)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save(tmp)
+    torch.save({"trainer": trainer.state_dict(), "iteration": iteration, "metrics": rows,
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}},
+               tmp / "trainer_state.pt")
+    (tmp / COMPLETE).write_text("")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def _last_checkpoint(folder: RunFolder) -> Path | None:
+    done = sorted(p for p in (folder.root / "checkpoints").glob("iter_[0-9][0-9][0-9]") if (p / COMPLETE).exists())
+    return done[-1] if done else None
+
+
+def _resume(folder: RunFolder, policy: Policy, trainer: Trainer) -> tuple[int, list[dict[str, Any]]]:
+    """Restore the last complete iteration; returns it and the metrics rows up to it
+    ((0, []) when there is none)."""
+    ckpt = _last_checkpoint(folder)
+    if ckpt is None:
+        return 0, []
+    policy.update_weights(ckpt)
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+    trainer.load_state_dict(state["trainer"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    return state["iteration"], state["metrics"]
 
 
 def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
@@ -66,31 +99,24 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     task = build_task(cfg.task)
     policy: Policy = instantiate(cfg.policy)
     use_tokenizer(task, policy.tokenizer)
-    orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
-    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
-    trainer = WithORM(trainer, orm) if orm is not None else trainer  # fits the ORM each round, checkpoints it
-    scorer = orm.model.score_traces if cfg.eval.get("rerank") == "orm" else None  # rerank@k in eval rows
+    trainer: Trainer = instantiate(cfg.trainer)
     task = trainer.setup(policy, task)
     budget = Budget(**cfg.budget)
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
     eval_problems = task.problems(cfg.eval.split, limit=cfg.eval.problems, seed=cfg.seed)
 
-    start, rows = resume(folder, policy, trainer) if cfg.resume else (0, [])
-    if rows and start >= cfg.iterations:
-        print(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
-              "nothing to do (raise iterations to continue it)", flush=True)
-        return rows
+    start, rows = _resume(folder, policy, trainer) if cfg.resume else (0, [])
     if not rows:
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
-                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer)}]
+                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress)}]
         folder.write_metrics(rows)
         _print_row(rows[-1], None)
     cumulative = rows[-1]["cumulative_tokens"]
     for iteration in range(start + 1, cfg.iterations + 1):
-        strategy = instantiate(cfg.search, seed=derived_seed(cfg.seed, iteration, 0), **strategy_overrides(cfg, orm))
+        strategy = instantiate(cfg.search, seed=derived_seed(cfg.seed, iteration, 0))
         started = time.perf_counter()
         results = strategy.search(train_problems, policy, task, budget)
-        train = _train_summary(results, budget, policy, task, cfg, derived_seed(cfg.seed, iteration, 2))
+        train = _train_summary(results)
         cumulative += train["search_tokens"]
         folder.write_traces(iteration, results)
         folder.write_trees(iteration, results, cfg.save_trees)
@@ -99,13 +125,12 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         train["train_time"] = time.perf_counter() - started
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
-                     **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
-                                       scorer)})
-        save_checkpoint(folder, iteration, policy, trainer, rows)
+                     **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress)})
+        _save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         _print_row(rows[-1], rows[-2])
     plot_run(folder.root)
-    if cfg.save_trees and cfg.iterations > 0:  # iteration 0 only evaluates: it searches no trees
+    if cfg.save_trees:
         write_view(folder.root)
     say(f"run folder: {folder.root.resolve()} (metrics.jsonl, plots/{', tree_viewer.html' if cfg.save_trees else ''})")
     return rows
