@@ -24,7 +24,10 @@ from typing import Any
 
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
+from scipy.stats import t as student_t
 
+from training.cell_health import cell_health, run_health
+from training.cell_health import markdown as health_markdown
 from training.plots import read_metrics, run_choices, save_png
 
 # (column name, metric key, how one run's curve becomes one number)
@@ -38,36 +41,10 @@ PLATEAU_METRICS = ("maj@1", "pass@k")
 
 
 def t_critical(df: int, confidence: float = 0.95) -> float:
-    """Two-sided critical value of Student's t with integer `df`: P(|T| <= t) = confidence.
-    Uses the closed form of the t CDF for integer degrees of freedom (Abramowitz & Stegun
-    26.7.3-4), inverted by bisection, so no SciPy is needed."""
+    """Two-sided critical value of Student's t: P(|T| <= t) = confidence."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-
-    def central_mass(t: float) -> float:
-        theta = math.atan(t / math.sqrt(df))
-        c2, s = math.cos(theta) ** 2, math.sin(theta)
-        if df % 2 == 0:  # sin θ (1 + 1/2 cos²θ + 1·3/(2·4) cos⁴θ + ...), df/2 terms
-            term = total = 1.0
-            for j in range(1, df // 2):
-                term *= c2 * (2 * j - 1) / (2 * j)
-                total += term
-            return s * total
-        if df == 1:
-            return 2 * theta / math.pi
-        term = total = math.cos(theta)  # (2/π)(θ + sin θ (cos θ + 2/3 cos³θ + ...)), (df-1)/2 terms
-        for j in range(1, (df - 1) // 2):
-            term *= c2 * (2 * j) / (2 * j + 1)
-            total += term
-        return 2 / math.pi * (theta + s * total)
-
-    lo, hi = 0.0, 1.0
-    while central_mass(hi) < confidence:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if central_mass(mid) < confidence else (lo, mid)
-    return (lo + hi) / 2
+    return float(student_t.ppf((1 + confidence) / 2, df))
 
 
 def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
@@ -87,6 +64,7 @@ class Run:
     trainer: str = "?"
     seed: Any = None
     evals: list[dict[str, Any]] = field(default_factory=list)
+    trains: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
 
     @property
@@ -138,6 +116,7 @@ def read_run(job: Path) -> Run:
         return run
     run.evals = sorted((r for r in rows if r.get("kind") == "eval" and isinstance(r.get("iteration"), int)),
                        key=lambda r: r["iteration"])
+    run.trains = [r for r in rows if r.get("kind") == "train"]
     expected = OmegaConf.select(cfg, "iterations", default=None, throw_on_resolution_failure=False)
     last = run.evals[-1]["iteration"] if run.evals else None
     if last is None:
@@ -176,6 +155,15 @@ def summarise(runs: list[Run]) -> list[dict[str, Any]]:
             row[column] = mean_ci(values) if values else None
         table.append(row)
     return table
+
+
+def health_rows(runs: list[Run]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(strategy, trainer, pooled health with flags) per cell of the complete runs."""
+    cells: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.problem is None:
+            cells[run.cell].append(run)
+    return [(s, t, cell_health([run_health(m.trains) for m in members])) for (s, t), members in sorted(cells.items())]
 
 
 def _cell_text(value: tuple[float, float | None] | None, integer: bool) -> str:
@@ -271,6 +259,7 @@ class Report:
     markdown_table: str
     left_out: list[Run]
     files: list[Path]
+    health: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 def write_report(sweep_dir: str | Path) -> Report:
@@ -280,13 +269,16 @@ def write_report(sweep_dir: str | Path) -> Report:
     k = _k_label(runs)
     table = summarise(runs)
     md_table = markdown_table(table, k)
+    health = health_rows(runs)
     left_out = [r for r in runs if r.problem is not None]
     files = [sweep_dir / "report.md", sweep_dir / "report.csv"]
     has_figure = plot_plateau(runs, sweep_dir / "plateau.png", k)
     lines = [f"# Plateau report: {sweep_dir.name}", "",
              f"{len(runs) - len(left_out)} complete runs of {len(runs)}. Cells: mean ± half-width of the 95% "
              "t confidence interval over seeds (n/a with one seed); 'final' is the last evaluation, "
-             "'best' the best evaluation of each run; tokens are cumulative generated tokens.", "", md_table, ""]
+             "'best' the best evaluation of each run; tokens are cumulative generated tokens.", "", md_table, "",
+             "## Health", "", "Averaged over each cell's runs and iterations (`training/cell_health.py`); a flag "
+             "means the cell does not measure what its name says.", "", health_markdown(health), ""]
     if left_out:
         lines += ["## Runs left out", "", *(f"- {_left_out_line(r, sweep_dir)}" for r in left_out), ""]
     if has_figure:
@@ -294,7 +286,7 @@ def write_report(sweep_dir: str | Path) -> Report:
         files.append(sweep_dir / "plateau.png")
     files[0].write_text("\n".join(lines), encoding="utf-8")
     files[1].write_text(csv_text(table, k), encoding="utf-8")
-    return Report(md_table, left_out, files)
+    return Report(md_table, left_out, files, health)
 
 
 def _left_out_line(run: Run, sweep_dir: Path) -> str:
@@ -312,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.markdown_table)
+    flagged = [(s, t, h["flags"]) for s, t, h in report.health if h["flags"]]
+    for strategy, trainer, why in flagged:
+        print(f"FLAG {strategy} × {trainer}: {'; '.join(why)}")
     if report.left_out:
         print(f"\nleft out ({len(report.left_out)} runs):")
         for run in report.left_out:

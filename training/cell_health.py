@@ -1,0 +1,77 @@
+"""Health of each study cell, from the `kind: train` rows of its runs, and the flags that
+mark a cell whose numbers do not measure what its name says.
+
+A cell is flagged when, averaged over its runs, its search spent under 90% of the token
+budget (`spent_fraction_mean`), its node evaluator told good states from bad no better
+than AUC 0.55 (`value_auc`), or its trainer dropped more than 5% of the searched traces
+(`traces_dropped` ÷ `n_traces`). The figures themselves are written by `search.health`
+and the trainers; this module only pools and judges them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from search.expand import STOP_REASONS
+
+MIN_SPENT, MIN_AUC, MAX_DROPPED = 0.9, 0.55, 0.05
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return statistics.fmean(numbers) if numbers else None
+
+
+def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's health: means over its iterations, summed stop reasons and drops."""
+    traces = sum(r.get("n_traces", 0) or 0 for r in trains)
+    dropped = sum(r.get("traces_dropped", 0) or 0 for r in trains)
+    return {
+        "spent": _mean(r.get("spent_fraction_mean") for r in trains),
+        "spent_min": min((r["spent_fraction_min"] for r in trains
+                          if isinstance(r.get("spent_fraction_min"), (int, float))), default=None),
+        **{f"stop_{s}": sum(r.get(f"stop_{s}", 0) or 0 for r in trains) for s in STOP_REASONS},
+        "value_auc": _mean(r.get("value_auc") for r in trains),
+        "parse_rate": _mean(r.get("eval_parse_rate") for r in trains),
+        "dropped": dropped / traces if traces else None,
+        "ratio_dev": _mean(r.get("ratio_dev") for r in trains),
+    }
+
+
+def cell_health(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the `run_health` of a cell's runs (means; stop reasons summed) and flag it."""
+    keys = ("spent", "value_auc", "parse_rate", "dropped", "ratio_dev")
+    out: dict[str, Any] = {k: _mean(r[k] for r in runs) for k in keys}
+    out["spent_min"] = min((r["spent_min"] for r in runs if r["spent_min"] is not None), default=None)
+    out.update({f"stop_{s}": sum(r[f"stop_{s}"] for r in runs) for s in STOP_REASONS})
+    out["flags"] = flags(out)
+    return out
+
+
+def flags(health: dict[str, Any]) -> list[str]:
+    """Why a cell's numbers should not be trusted; empty when nothing is wrong."""
+    out = []
+    if health["spent"] is not None and health["spent"] < MIN_SPENT:
+        out.append(f"spent {health['spent']:.2f} of its budget (< {MIN_SPENT})")
+    if health["value_auc"] is not None and health["value_auc"] < MIN_AUC:
+        out.append(f"evaluator value_auc {health['value_auc']:.2f} (< {MIN_AUC}): no signal")
+    if health["dropped"] is not None and health["dropped"] > MAX_DROPPED:
+        out.append(f"trainer dropped {health['dropped']:.0%} of traces (> {MAX_DROPPED:.0%})")
+    return out
+
+
+def markdown(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
+    """The health table: one line per (strategy, trainer, pooled health)."""
+    def num(x: float | None, fmt: str = "{:.2f}") -> str:
+        return "–" if x is None else fmt.format(x)
+
+    lines = ["| strategy | trainer | spent (min) | stops budget/exhausted/size | value_auc | parse rate | dropped "
+             "| ratio_dev | flags |", "|" + "---|" * 9]
+    for strategy, trainer, h in rows:
+        stops = "/".join(str(h[f"stop_{s}"]) for s in STOP_REASONS)
+        lines.append(f"| {strategy} | {trainer} | {num(h['spent'])} ({num(h['spent_min'])}) | {stops} | "
+                     f"{num(h['value_auc'])} | {num(h['parse_rate'])} | {num(h['dropped'], '{:.1%}')} | "
+                     f"{num(h['ratio_dev'], '{:.1e}')} | {'; '.join(h['flags']) or 'ok'} |")
+    return "\n".join(lines)
