@@ -13,6 +13,7 @@ import time
 from policies import Policy
 from search.budget import Budget, require_budget
 from search.expand import Expansion, Sampler, expand, finish, majority_vote, start
+from search.progress import SearchBar
 from search.result import SearchResult
 from tasks import Problem, Task
 
@@ -21,10 +22,10 @@ class Sampling:
     name = "sampling"
 
     def __init__(self, n: int | None = 8, batch: int = 8, temperature: float = 1.0, top_p: float = 1.0,
-                 max_new_tokens: int = 256, seed: int = 0):
+                 max_new_tokens: int = 256, seed: int = 0, progress: bool = False):
         if (n is not None and n < 1) or batch < 1:
             raise ValueError(f"search.n and search.batch must be >= 1, got n={n}, batch={batch}")
-        self.n, self.batch, self.seed = n, batch, seed
+        self.n, self.batch, self.seed, self.progress = n, batch, seed, progress
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=1)
 
     def wanted(self, drawn: int) -> int:
@@ -36,14 +37,17 @@ class Sampling:
         if self.n is None:
             require_budget(budget, "n")
         states = start(problems, task, budget, self.name)
+        bar = SearchBar(len(states), self.name, self.progress)
         rounds = 0
         while True:
             requests = [Expansion(s, s.tree.root, self.wanted(len(s.tree.children(s.tree.root))))
                         for s in states if not s.done and self.wanted(len(s.tree.children(s.tree.root)))]
+            bar.show(len(states) - len(requests), sum(s.meter.tokens for s in states))
             if not requests:
                 break
             expand(requests, policy, task, self.sampler, seed=self.seed + rounds, iteration=rounds, step=False)
             rounds += 1
+        bar.close()
         answers = [majority_vote([s.tree[c]["answer"] for c in s.tree.children(s.tree.root)]) for s in states]
         for s in states:
             s.tree.graph.graph["meta"]["rounds"] = rounds

@@ -12,6 +12,7 @@ from policies import Policy
 from search.budget import Budget
 from search.evaluators import Evaluator, Item, make_evaluator
 from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
+from search.progress import SearchBar
 from search.result import SearchResult
 from search.tree import SearchTree
 from tasks import Problem, Task
@@ -57,20 +58,26 @@ class StepwiseSearch:
     name = "stepwise"
 
     def __init__(self, evaluator: str | Evaluator = "terminal", max_depth: int = 16, max_new_tokens: int = 64,
-                 temperature: float = 1.0, top_p: float = 1.0, answer_by: str = "vote", seed: int = 0):
+                 temperature: float = 1.0, top_p: float = 1.0, answer_by: str = "vote", seed: int = 0,
+                 progress: bool = False):
         if answer_by not in ANSWER_BY:
             raise ValueError(f"search.answer_by must be one of {ANSWER_BY}, got {answer_by!r}")
         self.evaluator = make_evaluator(evaluator)
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=max_depth)
-        self.answer_by, self.seed = answer_by, seed
+        self.answer_by, self.seed, self.progress = answer_by, seed, progress
         self.rng = np.random.default_rng(seed)
         self.round = 0
+        self.bar: SearchBar | None = None
 
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         started = time.perf_counter()
         self.rng, self.round = np.random.default_rng(self.seed), 0
         states = start(problems, task, budget, self.name)
-        self.run(states, policy, task)
+        self.bar = SearchBar(len(states), self.name, self.progress)
+        try:
+            self.run(states, policy, task)
+        finally:
+            self.bar.close()
         for s in states:
             s.tree.graph.graph["meta"].update(rounds=self.round, **{k: v for k, v in s.scratch.items() if k.startswith("log_")})
         return finish(states, [pick_answer(s.tree, self.answer_by) for s in states], started)
@@ -92,6 +99,9 @@ class StepwiseSearch:
             state.tree[node]["value"] = state.tree[node]["score"] = v
         return values
 
-    @staticmethod
-    def live(states: list[ProblemState], has_work: Callable[[ProblemState], bool]) -> list[ProblemState]:
-        return [s for s in states if not s.done and not s.meter.exhausted and has_work(s)]
+    def live(self, states: list[ProblemState], has_work: Callable[[ProblemState], bool]) -> list[ProblemState]:
+        """The problems with work left this round (and the progress bar's count of the rest)."""
+        out = [s for s in states if not s.done and not s.meter.exhausted and has_work(s)]
+        if self.bar is not None:
+            self.bar.show(len(states) - len(out), sum(s.meter.tokens for s in states))
+        return out
