@@ -59,3 +59,24 @@ def test_coverage_and_novelty_on_hand_made_sets():
     demonstrated = {("+",), ("*",)}
     assert novel_correct([("+",), ("/",), ("-",), ("*",)], demonstrated) == 0.5
     assert novel_correct([], demonstrated) is None
+
+
+def test_support_split_against_the_solver_on_small_cases():
+    from tasks.countdown import Countdown
+    from tasks.support import SupportRule, pattern
+
+    task = Countdown(min_numbers=2, max_numbers=3, number_range=[1, 6], target_range=[2, 30], train_size=50,
+                     test_size=10)
+    rule = SupportRule(exclude_ops=("-",))
+    [needs_minus] = [task.make_problem("m", [6, 1], 5)]  # only 6 - 1 reaches 5
+    [plain] = [task.make_problem("p", [2, 3], 6)]  # 2 * 3
+    mixed = task.make_problem("x", [4, 2, 1], 3)  # 4 - 1 but also 2 + 1
+    assert task.solutions(needs_minus) == ["6 - 1"]
+    assert rule.slice_of(task, needs_minus) == "beyond_support"
+    assert rule.slice_of(task, plain) == rule.slice_of(task, mixed) == "in_support"
+    assert pattern("4 * (3 - 1)") == (("*", "-"), "n * (n - n)")
+    for p in task.problems("train"):  # the rule agrees with a direct reading of the solver's list
+        sols = task.solutions(p)
+        assert (rule.slice_of(task, p) == "beyond_support") == all("-" in s for s in sols)
+    with pytest.raises(ValueError, match="support.exclude_ops"):
+        SupportRule(exclude_ops=("^",))
