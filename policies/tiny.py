@@ -24,6 +24,9 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
 # GSM8K-style text; any other character encodes to <unk>.
 CHARACTERS = ["\n"] + [chr(c) for c in range(32, 127)]
 assert all(c in string.printable for c in CHARACTERS)
+#: The characters the tokenizer writes exactly; text outside it must be refused up front
+#: (training/base_model.py does), since the tokenizer itself maps it to <unk> silently.
+ALPHABET: frozenset[str] = frozenset(CHARACTERS)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ The rule, in order:
 A number is ASCII digits with optional sign, `$`, thousands commas (`1,234`), decimals
 (`0.75`) or a fraction (`3/4`); trailing units or punctuation are ignored (`18 dollars.`).
 Numbers longer than `MAX_DIGITS` digits are not numbers (they are never a real answer and
-would cost time); non-ASCII digits are not read. Returns None when no number is found.
+would cost time); non-ASCII digits are not read. Only the last `MAX_TEXT` characters of a
+text are read (the answer comes last; a 1 MB string would otherwise cost a second).
+Returns None when no number is found.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import re
 from fractions import Fraction
 
 MAX_DIGITS = 30
+MAX_TEXT = 10_000
 REL_TOL = 1e-6  # relative tolerance of `same_number`
 
 _NUMBER = re.compile(
     r"(?<![\w.])(-)?\$?\s?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:\s?/\s?(\d+))?(?!\d)", re.ASCII
 )
+_PARTIAL_TOKEN = re.compile(r"^\S*")
 _MARKER = re.compile(r"\\boxed\{|####|answer\s+is\s*:?|answer\s*:", re.IGNORECASE | re.ASCII)
 
 
@@ -36,6 +40,8 @@ def extract_number(text: str) -> Fraction | None:
     """The answer a model's text gives, by the rule in the module docstring."""
     if not isinstance(text, str) or not text:
         return None
+    if len(text) > MAX_TEXT:
+        text = _PARTIAL_TOKEN.sub("", text[-MAX_TEXT:], count=1)  # the cut may split a number
     markers = list(_MARKER.finditer(text))
     if markers:
         start = markers[-1].end()
@@ -65,14 +71,6 @@ def same_number(a: Fraction | float | int | None, b: Fraction | float | int | No
         return False
     a, b = Fraction(a), Fraction(b)
     return a == b or abs(a - b) <= max(Fraction(rel_tol) * max(abs(a), abs(b)), Fraction(1, 10**9))
-
-
-def format_number(value: Fraction) -> str:
-    """Canonical text of an answer (`18`, `0.75`, `2/3`), so equal answers vote together."""
-    if value.denominator == 1:
-        return str(value.numerator)
-    as_decimal = f"{float(value):.10f}".rstrip("0").rstrip(".")
-    return as_decimal if Fraction(as_decimal) == value else f"{value.numerator}/{value.denominator}"
 
 
 def _value(match: re.Match[str]) -> Fraction | None:

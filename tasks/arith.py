@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import random
 import re
+from functools import cached_property
 
-from tasks.base import Problem, Task, choose
+from tasks.base import Problem, Splits, Task
 
-_STEP = re.compile(r"(\d{1,15}) ([-+*/]) (\d{1,15}) = (\d{1,15})")
-_FINAL = re.compile(r"answer: ?(\d{1,15})")
+_STEP = re.compile(r"([0-9]{1,15}) ([-+*/]) ([0-9]{1,15}) = ([0-9]{1,15})")  # ASCII digits, as in tasks.answers
+_FINAL = re.compile(r"answer: ?([0-9]{1,15})")
 
 
 class Arith(Task):
@@ -37,16 +38,13 @@ class Arith(Task):
             raise ValueError(f"arith config operand_range: need 1 <= lo <= hi, got {[lo, hi]}")
         self.min_steps, self.max_steps, self.operand_range = min_steps, max_steps, (lo, hi)
         self.sizes, self.seed = {"test": test_size, "train": train_size}, seed
-        self._splits: dict[str, list[Problem]] | None = None
+        self._splits = Splits(self.name, ("train", "test"), lambda split: self._split_lists[split])
 
     def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
-        if self._splits is None:
-            self._splits = self._generate()
-        if split not in self._splits:
-            raise ValueError(f"unknown split {split!r} for task arith; known: ['test', 'train']")
-        return choose(self._splits[split], limit, seed)
+        return self._splits.get(split, limit, seed)
 
-    def _generate(self) -> dict[str, list[Problem]]:
+    @cached_property
+    def _split_lists(self) -> dict[str, list[Problem]]:
         """Test first, then train; a chain appears at most once across both."""
         rng, seen, chains = random.Random(self.seed), set(), []
         wanted = self.sizes["test"] + self.sizes["train"]

@@ -8,10 +8,17 @@ a task's format is defined in exactly one file.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Most steps `Task.split_steps` returns; no policy here writes a trace of more lines.
+MAX_STEPS = 1000
+#: Characters of a trace `Task.solution_key` normalises; the rest is hashed.
+MAX_KEY_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,36 @@ def choose(problems: list[Problem], limit: int | None, seed: int) -> list[Proble
         return list(problems)
     keep = sorted(random.Random(seed).sample(range(len(problems)), limit))
     return [problems[i] for i in keep]
+
+
+class Splits:
+    """A task's named splits, each loaded on first use and kept: the one place a split name
+    is checked and `limit` applied. `aliases` maps another name onto a split ("tot" ->
+    "test" in the Game of 24)."""
+
+    def __init__(self, task: str, names: Iterable[str], load: Callable[[str], list[Problem]],
+                 aliases: Mapping[str, str] | None = None) -> None:
+        self.task, self.names, self.load = task, tuple(names), load
+        self.aliases = dict(aliases or {})
+        self._loaded: dict[str, list[Problem]] = {}
+
+    def get(self, split: str, limit: int | None = None, seed: int = 0) -> list[Problem]:
+        """The problems of `split` in their fixed order; with `limit`, a `seed`-chosen subset."""
+        name = self.aliases.get(split, split)
+        if name not in self.names:
+            known = sorted({*self.names, *self.aliases})
+            raise ValueError(f"unknown split {split!r} for task {self.task}; known: {known}")
+        if name not in self._loaded:
+            self._loaded[name] = self.load(name)
+        return choose(self._loaded[name], limit, seed)
+
+
+def fewshot_prefix(task: "Task", k: int, rng_seed: object, plain_prompt: Callable[[Problem], str]) -> str:
+    """`k` train problems chosen with `rng_seed`, each as its plain prompt, its first reference
+    trace and a blank line: the text a few-shot prompt puts before the question."""
+    pool = task.problems("train")
+    shots = random.Random(rng_seed).sample(pool, min(k, len(pool)))
+    return "".join(f"{plain_prompt(p)}{task.reference_traces(p)[0]}\n" for p in shots)
 
 
 class Task(ABC):
@@ -78,17 +115,24 @@ class Task(ABC):
     def solution_key(self, problem: Problem, text: str) -> str:
         """A key under which two correct traces count as the same solution
         (for "distinct correct solutions per problem"). Default: the step texts with
-        whitespace normalised."""
-        return " ".join(text.split())
+        whitespace normalised; past `MAX_KEY_CHARS` (no real trace is that long) the rest
+        is hashed as written, so a 10 MB string costs milliseconds, not a list of words."""
+        if len(text) <= MAX_KEY_CHARS:
+            return " ".join(text.split())
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return " ".join(text[:MAX_KEY_CHARS].split()) + f" #{digest}"
 
     def split_steps(self, text: str) -> list[str]:
-        """Split a trace into steps, each keeping its delimiter (the last may lack it)."""
+        """Split a trace into steps, each keeping its delimiter (the last may lack it).
+        At most `MAX_STEPS` steps: the rest of a longer text is the last one, so the steps
+        still join to `text` while hostile input (10 MB of newlines) costs microseconds."""
         steps, start = [], 0
-        while True:
+        while len(steps) < MAX_STEPS - 1:
             end = text.find(self.step_stop, start)
             if end < 0:
-                if start < len(text):
-                    steps.append(text[start:])
-                return steps
+                break
             steps.append(text[start : end + len(self.step_stop)])
             start = end + len(self.step_stop)
+        if start < len(text):
+            steps.append(text[start:])
+        return steps

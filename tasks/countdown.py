@@ -297,6 +297,12 @@ class Countdown(Task):
     def _legal(self, value: Fraction) -> bool:
         return value > 0 and (self.allow_fractions or value.denominator == 1)
 
+    def state_space(self) -> "CountdownSpace":  # noqa: F821 (imported in the body: tasks.state_space imports this module)
+        """The formal state space (numbers left, target) a guide network searches (`search=xot`)."""
+        from tasks.state_space import CountdownSpace
+
+        return CountdownSpace(self)
+
 
 def _number_text(value: Fraction) -> str:
     """How a step writes a number: `12`, or `24/5` when fractions are allowed."""

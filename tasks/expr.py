@@ -34,6 +34,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+MAX_DECIMALS = 12  # `format_number` writes p/q beyond this: no literal `parse` accepts has more
 
 
 @dataclass(frozen=True)
@@ -120,22 +121,17 @@ def literals(expr: str | Node, limits: Limits = DEFAULT_LIMITS) -> Counter[Fract
 
 
 def format_number(value: Fraction) -> str:
-    """`12`, `0.25`, or `7/3` for a value with no finite decimal form."""
+    """The canonical text of a number, so that equal values get equal text (answers vote
+    together in maj@k, solutions compare as strings): `12`, an exact decimal of at most
+    `MAX_DECIMALS` places (`0.25`, `-1.5`), else `p/q` (`7/3`). `parse` here and
+    `tasks.answers.parse_number` both read it back to exactly `value` (within their limits)."""
     if value.denominator == 1:
         return str(value.numerator)
-    d = value.denominator
-    for p in (2, 5):
-        while d % p == 0:
-            d //= p
-    if d != 1:
+    places = next((d for d in range(1, MAX_DECIMALS + 1) if 10**d % value.denominator == 0), None)
+    if places is None:
         return f"{value.numerator}/{value.denominator}"
-    digits = 0
-    while (value * 10**digits).denominator != 1:
-        digits += 1
-    sign = "-" if value < 0 else ""
-    scaled = abs(value.numerator) * 10**digits // value.denominator
-    whole, frac = divmod(scaled, 10**digits)
-    return f"{sign}{whole}.{frac:0{digits}d}"
+    whole, frac = divmod(abs(value.numerator) * 10**places // value.denominator, 10**places)
+    return f"{'-' if value < 0 else ''}{whole}.{frac:0{places}d}"
 
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}

@@ -1,6 +1,7 @@
 """GSM8K grade-school math word problems (Cobbe et al., 2021).
 
-Data: the official JSONL files `<path>/<split>.jsonl` ("train", "test"), one
+Data: the official JSONL files `<path>/<split>.jsonl` ("train", "test"; a relative `path`
+is read under the data root, `tasks.data`), one
 `{"question": ..., "answer": ...}` object per line; or, when `path` is null, the Hugging
 Face dataset `hf_name` (config "main") through `datasets`, imported only then.
 
@@ -23,8 +24,10 @@ import json
 import re
 from pathlib import Path
 
-from tasks.answers import first_number, format_number, parse_number, same_number
-from tasks.base import Problem, choose
+from tasks.answers import first_number, parse_number, same_number
+from tasks.base import Problem, Splits
+from tasks.data import data_path
+from tasks.expr import format_number
 from tasks.word_problem import WordProblemTask
 
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
@@ -52,16 +55,13 @@ class GSM8K(WordProblemTask):
     def __init__(self, path: str | None = None, hf_name: str = "openai/gsm8k", prompt_style: str = "plain",
                  fewshot_k: int = 4, seed: int = 0) -> None:
         super().__init__(prompt_style, fewshot_k, seed)
-        self.path, self.hf_name = path, hf_name
-        self._splits: dict[str, list[Problem]] = {}
+        self.path = None if path is None else data_path(path, "gsm8k")
+        self.hf_name = hf_name
+        self._splits = Splits(self.name, ("train", "test"), self._load)
 
     def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
         """The split in file order; with `limit`, a `seed`-chosen subset (order kept)."""
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r} for task gsm8k; known: ['test', 'train']")
-        if split not in self._splits:
-            self._splits[split] = self._load(split)
-        return choose(self._splits[split], limit, seed)
+        return self._splits.get(split, limit, seed)
 
     def _load(self, split: str) -> list[Problem]:
         if self.path is None:
@@ -69,9 +69,9 @@ class GSM8K(WordProblemTask):
 
             rows = datasets.load_dataset(self.hf_name, "main", split=split)
             return [self._problem(f"{self.hf_name}:{split}", i + 1, row) for i, row in enumerate(rows)]
-        file = Path(self.path) / f"{split}.jsonl"
+        file = self.path / f"{split}.jsonl"
         if not file.is_file():
-            raise FileNotFoundError(f"gsm8k config path: {file} does not exist")
+            raise FileNotFoundError(f"task.path: gsm8k split file {file} does not exist")
         problems = []
         with file.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):

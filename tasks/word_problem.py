@@ -21,13 +21,14 @@ Prompt styles (`prompt_style`):
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
-from tasks.answers import extract_number, format_number, parse_number, same_number
-from tasks.base import Problem, Task
+from tasks.answers import extract_number, parse_number, same_number
+from tasks.base import Problem, Task, fewshot_prefix
+from tasks.expr import format_number
 
 PROMPT_STYLES = ("plain", "fewshot", "chat")
 INSTRUCTION = "Solve the problem step by step, one step per line. End with a line 'The answer is N.'"
@@ -48,7 +49,6 @@ class WordProblemTask(Task):
             raise ValueError(f"{self.name} config fewshot_k: must be >= 0, got {fewshot_k}")
         self.prompt_style, self.fewshot_k, self.seed = prompt_style, fewshot_k, seed
         self._chat_template: ChatTemplate | None = None
-        self._fewshot_prefix: str | None = None
 
     def set_chat_template(self, template: ChatTemplate | Any) -> None:
         """Give the `chat` prompt style its template: a function from a message list to the
@@ -67,17 +67,12 @@ class WordProblemTask(Task):
             if self._chat_template is None:
                 raise ValueError(f"{self.name}: prompt_style 'chat' needs set_chat_template(...) first")
             return self._chat_template([{"role": "user", "content": f"{INSTRUCTION}\n\n{problem.question}"}])
-        plain = f"Question: {problem.question}\nAnswer:\n"
-        return self._fewshot() + plain if self.prompt_style == "fewshot" else plain
+        plain = _plain_prompt(problem)
+        return self._fewshot + plain if self.prompt_style == "fewshot" else plain
 
+    @cached_property
     def _fewshot(self) -> str:
-        if self._fewshot_prefix is None:
-            pool = self.problems("train")
-            shots = random.Random(self.seed).sample(pool, min(self.fewshot_k, len(pool)))
-            self._fewshot_prefix = "".join(
-                f"Question: {p.question}\nAnswer:\n{self.reference_traces(p)[0]}\n" for p in shots
-            )
-        return self._fewshot_prefix
+        return fewshot_prefix(self, self.fewshot_k, self.seed, _plain_prompt)
 
     def is_final(self, step: str) -> bool:
         return _FINAL.match(step[:1000]) is not None
@@ -91,3 +86,7 @@ class WordProblemTask(Task):
 
     def final_line(self, answer: str) -> str:
         return f"The answer is {answer}.\n"
+
+
+def _plain_prompt(problem: Problem) -> str:
+    return f"Question: {problem.question}\nAnswer:\n"

@@ -34,7 +34,7 @@ PROBLEM = Problem("pencils", "A box holds 6 pencils. Sara buys 4 boxes. How many
 
 
 def chat_prompt(tokenizer) -> tuple[SVAMP, str]:
-    task = SVAMP(path="unused", prompt_style="chat")
+    task = SVAMP(path=str(Path(__file__).parent), prompt_style="chat")  # an existing folder, never read: no problem is loaded
     task.set_chat_template(tokenizer)
     return task, task.prompt(PROBLEM)
 

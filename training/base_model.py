@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from policies.hf import HFPolicy
-from policies.tiny import build_tiny_model
+from policies.tiny import ALPHABET, build_tiny_model
 from search.console import say
 from tasks import Task
 from tasks.arith import arithmetic_corpus
@@ -98,15 +98,30 @@ def pretraining_examples(pretrain: dict, seed: int) -> list[tuple[str, str]]:
     return [("", "".join(lines[i : i + per])) for i in range(0, len(lines), per)]
 
 
+def check_alphabet(task: str, texts: dict[str, list[tuple[str, str]]]) -> None:
+    """Refuse, in one line, a task whose prompts or reference traces (per problem id) use a
+    character outside the tiny tokenizer's alphabet: it would become <unk> silently."""
+    for problem_id, pairs in texts.items():
+        unknown = sorted({c for prompt, trace in pairs for c in prompt + trace} - ALPHABET)
+        if unknown:
+            shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in unknown[:5])
+            raise ValueError(f"task {task}: problem {problem_id} has characters the tiny tokenizer cannot "
+                             f"write: {shown}; its alphabet is printable ASCII and newline (policies/tiny.py "
+                             "ALPHABET): use ASCII text or a policy with a real tokenizer (policy=smollm2)")
+
+
 def _build(folder: Path, recipe: dict, task: Task, progress: bool) -> None:
     torch.manual_seed(recipe["seed"])
     model, tokenizer = build_tiny_model(recipe["size"], seed=recipe["seed"])
+    problems = task.problems("train", limit=recipe["sft_problems"], seed=recipe["seed"])
     if recipe["init"] == "pretrained":
         examples = pretraining_examples(recipe["pretrain"], recipe["seed"])
+        per_problem = {p.id: [(task.prompt(p), "")] for p in problems}  # the prompts it will be asked
     else:
-        problems = task.problems("train", limit=recipe["sft_problems"], seed=recipe["seed"])
-        examples = [(task.prompt(p), trace) for p in problems
-                    for trace in task.reference_traces(p)[: recipe["traces_per_problem"]]]
+        n = recipe["traces_per_problem"]
+        per_problem = {p.id: [(task.prompt(p), t) for t in task.reference_traces(p)[:n]] for p in problems}
+        examples = [pair for pairs in per_problem.values() for pair in pairs]
+    check_alphabet(task.name, per_problem)
     stats = sft(model, tokenizer, examples, SFTConfig(**recipe["sft"]), seed=recipe["seed"], progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
