@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from policies.base import Sample
-from policies.engine import Engine
+from policies.engine import PREFILL_TOKENS, Engine
 from policies.prefix_cache import PrefixCache
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -37,19 +37,32 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
 class HFPolicy:
     """`Policy` over a transformers causal LM, sampling with our batched `Engine`."""
 
-    def __init__(self, model, tokenizer, prefix_cache_tokens: int = 0, sample_dtype: str | None = None):
-        """`prefix_cache_tokens` > 0 keeps up to that many tokens of KV across calls, so
-        prompts extending earlier prompts or samples prefill only their new suffix.
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        prefix_cache_tokens: int = 0,
+        sample_dtype: str | None = None,
+        prefix_cache_mb: float | None = None,
+        prefill_tokens: int = PREFILL_TOKENS,
+    ):
+        """`prefix_cache_tokens` > 0 keeps up to that many tokens of KV across calls, and
+        at most `prefix_cache_mb` MiB of it (None: tokens only), so prompts extending
+        earlier prompts or samples prefill only their new suffix. `prefill_tokens` bounds
+        one prefill pass (prompts are prefilled in chunks of that many query tokens).
         `sample_dtype` ("bfloat16") samples with a copy of the weights in that dtype (2-3x
         faster GEMMs on CPUs with AVX-512 bf16); `Sample.logprobs` are then the copy's,
         within ~1e-2 per token of the fp32 teacher-forced `logprobs` (see tests)."""
         if sample_dtype is not None and sample_dtype not in DTYPES:
             raise ValueError(f"sample_dtype must be one of {sorted(DTYPES)} or None, got {sample_dtype!r}")
+        if prefix_cache_mb is not None and prefix_cache_mb <= 0:
+            raise ValueError(f"prefix_cache_mb must be > 0 or null, got {prefix_cache_mb}")
         self.model = model
         self.tokenizer = tokenizer
-        cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        max_bytes = int(prefix_cache_mb * 2**20) if prefix_cache_mb is not None else None
+        cache = PrefixCache(prefix_cache_tokens, max_bytes) if prefix_cache_tokens > 0 else None
         dtype = DTYPES[sample_dtype] if sample_dtype is not None else None
-        self.engine = Engine(model, tokenizer, prefix_cache=cache, dtype=dtype)
+        self.engine = Engine(model, tokenizer, prefix_cache=cache, dtype=dtype, prefill_tokens=prefill_tokens)
 
     @classmethod
     def from_pretrained(
@@ -59,15 +72,18 @@ class HFPolicy:
         device: str = "cpu",
         prefix_cache_tokens: int = 0,
         sample_dtype: str | None = None,
+        prefix_cache_mb: float | None = None,
+        prefill_tokens: int = PREFILL_TOKENS,
     ) -> "HFPolicy":
-        """Load any transformers causal-LM folder (weights + tokenizer)."""
+        """Load any transformers causal-LM folder (weights + tokenizer); the engine
+        options are those of `HFPolicy`."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if not Path(path).is_dir() and Path(path).expanduser().is_absolute():
             raise FileNotFoundError(f"model folder {path} does not exist")  # relative names may be hub ids
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype]).to(device).eval()
-        return cls(model, tokenizer, prefix_cache_tokens, sample_dtype)
+        return cls(model, tokenizer, prefix_cache_tokens, sample_dtype, prefix_cache_mb, prefill_tokens)
 
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face model folder (weights + tokenizer)."""

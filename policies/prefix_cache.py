@@ -1,15 +1,18 @@
-"""A radix tree of KV segments keyed by token ids, bounded in tokens with LRU eviction.
+"""A radix tree of KV segments keyed by token ids, bounded in tokens and in bytes, LRU.
 
 In a search round every child prompt is its parent's prompt plus one generated step, and
 the parent's KV was computed in the previous round. Keeping that KV lets the next round
 prefill only the new suffix. Entries are per-sequence KV (one tensor pair per layer, shape
 [kv_heads, tokens, head_dim]); a node holds the segment for the token ids on its edge.
+Every segment owns its storage (inserts and edge splits copy), so the bytes counted are
+the bytes held, and evicting a node frees its memory.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 
 import torch
 
@@ -28,20 +31,24 @@ class _Node:
 
 
 class PrefixCache:
-    """Longest-prefix lookup of cached KV; never holds more than `max_tokens` tokens."""
+    """Longest-prefix lookup of cached KV; never holds more than `max_tokens` tokens nor
+    more than `max_bytes` bytes of KV (None: no byte bound)."""
 
-    def __init__(self, max_tokens: int):
+    def __init__(self, max_tokens: int, max_bytes: int | None = None):
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        self.max_tokens = max_tokens
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be >= 1 or None, got {max_bytes}")
+        self.max_tokens, self.max_bytes = max_tokens, max_bytes
         self.size = 0  # tokens held
+        self.bytes = 0  # bytes of KV held
         self.evictions = 0
         self._root = _Node((), [], None)
         self._clock = itertools.count(1)
 
     def clear(self) -> None:
         self._root = _Node((), [], None)
-        self.size = 0
+        self.size = self.bytes = 0
 
     def match(self, ids: list[int]) -> tuple[int, KV]:
         """The longest cached prefix of `ids`: its length and its KV (concatenated per layer)."""
@@ -63,18 +70,22 @@ class PrefixCache:
         layers = zip(*segments)
         return matched, [(torch.cat([k for k, _ in layer], 1), torch.cat([v for _, v in layer], 1)) for layer in layers]
 
-    def insert(self, ids: list[int], kv: KV) -> None:
-        """Remember the KV of `ids` (kv[layer] covers exactly these tokens), then evict to bound."""
-        if len(ids) > self.max_tokens:
-            ids, kv = ids[: self.max_tokens], [(k[:, : self.max_tokens], v[:, : self.max_tokens]) for k, v in kv]
+    def insert(self, ids: list[int], kv_from: Callable[[int], KV]) -> None:
+        """Remember the KV of `ids`, then evict to bound. `kv_from(start)` gives the KV of
+        ids[start:] (per layer, covering at least those tokens); it is called only for
+        the part the tree lacks, so a caller never gathers KV the tree already holds."""
+        ids = ids[: self.max_tokens]
         node, pos, tick = self._root, 0, next(self._clock)
         while pos < len(ids):
             child = node.children.get(ids[pos])
             if child is None:
-                segment = [(k[:, pos:].clone(), v[:, pos:].clone()) for k, v in kv]
+                count = len(ids) - pos
+                segment = [(k[:, :count].clone(), v[:, :count].clone()) for k, v in kv_from(pos)]
                 child = node.children[ids[pos]] = _Node(tuple(ids[pos:]), segment, node)
                 child.last_used = tick
-                self.size += len(ids) - pos
+                self.size += count
+                self.bytes += _nbytes(segment)
+                node = child
                 break
             common = _common_length(child.tokens, ids[pos:])
             if common < len(child.tokens):
@@ -84,21 +95,22 @@ class PrefixCache:
         self._evict(protect=node)
 
     def _split(self, node: _Node, at: int) -> None:
-        """Cut `node`'s edge after `at` tokens; the tail becomes its only child."""
-        tail = _Node(node.tokens[at:], [(k[:, at:], v[:, at:]) for k, v in node.kv], node)
+        """Cut `node`'s edge after `at` tokens; the tail becomes its only child. Both halves
+        are copied: a view would keep the whole old segment alive after either is evicted."""
+        tail = _Node(node.tokens[at:], [(k[:, at:].clone(), v[:, at:].clone()) for k, v in node.kv], node)
         tail.children, tail.last_used = node.children, node.last_used
         for grandchild in tail.children.values():
             grandchild.parent = tail
-        node.tokens, node.kv = node.tokens[:at], [(k[:, :at], v[:, :at]) for k, v in node.kv]
+        node.tokens, node.kv = node.tokens[:at], [(k[:, :at].clone(), v[:, :at].clone()) for k, v in node.kv]
         node.children = {tail.tokens[0]: tail}
 
     def _evict(self, protect: _Node) -> None:
         """Drop least-recently-used leaves until the bound holds (the newest entry last)."""
-        if self.size <= self.max_tokens:
+        if not self._over():
             return
         leaves = [(n.last_used, id(n), n) for n in self._nodes() if not n.children]
         heapq.heapify(leaves)
-        while self.size > self.max_tokens and leaves:
+        while self._over() and leaves:
             _, _, leaf = heapq.heappop(leaves)
             if leaf is protect and leaves:
                 heapq.heappush(leaves, (next(self._clock), id(leaf), leaf))
@@ -106,9 +118,13 @@ class PrefixCache:
             parent = leaf.parent
             del parent.children[leaf.tokens[0]]
             self.size -= len(leaf.tokens)
+            self.bytes -= _nbytes(leaf.kv)
             self.evictions += 1
             if parent is not self._root and not parent.children:
                 heapq.heappush(leaves, (parent.last_used, id(parent), parent))
+
+    def _over(self) -> bool:
+        return self.size > self.max_tokens or (self.max_bytes is not None and self.bytes > self.max_bytes)
 
     def _nodes(self):
         stack = list(self._root.children.values())
@@ -116,6 +132,10 @@ class PrefixCache:
             node = stack.pop()
             stack.extend(node.children.values())
             yield node
+
+
+def _nbytes(kv: KV) -> int:
+    return sum(k.nbytes + v.nbytes for k, v in kv)
 
 
 def _common_length(a: tuple[int, ...], b: list[int]) -> int:

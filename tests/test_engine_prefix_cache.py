@@ -78,11 +78,16 @@ def test_weight_updates_invalidate_the_cache(model_and_tokenizer):
     assert after.logprobs == pytest.approx(fresh.logprobs, abs=1e-4)
 
 
+def _kv_from(n: int, base: int = 0):
+    """`insert`'s KV source for n tokens whose keys are base, base + 1, ..."""
+    keys, values = torch.arange(base, base + n).float().view(1, n, 1), torch.zeros(1, n, 1)
+    return lambda start: [(keys[:, start:], values[:, start:])]
+
+
 def test_radix_tree_splits_and_matches_partial_edges():
     cache = PrefixCache(max_tokens=100)
-    kv = lambda n, base: [(torch.arange(base, base + n).float().view(1, n, 1), torch.zeros(1, n, 1))]  # noqa: E731
-    cache.insert([1, 2, 3, 4], kv(4, 0))
-    cache.insert([1, 2, 9], kv(3, 10))
+    cache.insert([1, 2, 3, 4], _kv_from(4, 0))
+    cache.insert([1, 2, 9], _kv_from(3, 10))
     assert cache.size == 5  # [1, 2] shared, then [3, 4] and [9]
     matched, got = cache.match([1, 2, 3, 7])
     assert matched == 3 and got[0][0].flatten().tolist() == [0, 1, 2]
@@ -93,11 +98,10 @@ def test_radix_tree_splits_and_matches_partial_edges():
 
 def test_lru_evicts_the_least_recently_used_branch():
     cache = PrefixCache(max_tokens=6)
-    kv = lambda n: [(torch.zeros(1, n, 1), torch.zeros(1, n, 1))]  # noqa: E731
-    cache.insert([1, 2, 3], kv(3))
-    cache.insert([4, 5, 6], kv(3))
+    cache.insert([1, 2, 3], _kv_from(3))
+    cache.insert([4, 5, 6], _kv_from(3))
     cache.match([1, 2, 3])  # touch the first branch
-    cache.insert([7, 8], kv(2))
+    cache.insert([7, 8], _kv_from(2))
     assert cache.size <= 6
     assert cache.match([1, 2, 3])[0] == 3
     assert cache.match([4, 5, 6])[0] < 3
