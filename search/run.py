@@ -11,7 +11,6 @@ problems of `eval.split` are searched.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from policies.seeding import seed_everything
 from search.budget import Budget
+from search.config_check import RUN, SEARCH, check_or_exit
 from search.console import quiet_in_parallel, say
 from search.metrics import accuracy, greedy_results, summarize
-from search.run_folder import RunFolder, write_atomic
+from search.run_folder import RunFolder, strict_json, write_atomic
+from search.threads import use_threads
 from tasks.config import build_task, use_tokenizer
 
 
 def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any]:
     """Search `eval.split` with the configured strategy and write `metrics.json` and trees
     into `out_dir`; returns the metrics."""
+    from policies.seeding import seed_everything  # torch: only once the config is known to be valid
+
     seed_everything(cfg.seed)
     quiet_in_parallel(cfg)
     task = build_task(cfg.task)
@@ -46,13 +48,15 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(task, greedy),
                **summary, "wall_time_s": sum(r.wall_time for r in results)}
     folder = RunFolder(out_dir)
-    write_atomic(folder.root / "metrics.json", json.dumps(metrics, indent=2))
+    write_atomic(folder.root / "metrics.json", strict_json(metrics, indent=2))
     folder.write_trees(0, results, cfg.save_trees)
     return metrics
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, Any]:
+    check_or_exit(cfg, RUN, SEARCH)
+    use_threads(cfg.get("threads"))
     out_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
     say(f"run folder: {out_dir}")
     metrics = evaluate_search(cfg, out_dir)

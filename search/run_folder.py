@@ -12,6 +12,7 @@ leaves a half-written file that a resume would trust.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -22,16 +23,36 @@ from typing import Any
 from search.result import SearchResult
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` (text as UTF-8) to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def finite(x: Any) -> Any:
+    """A copy of `x` that strict JSON readers accept: NaN and infinities become None (EI's
+    loss is NaN when no trace was correct), NumPy and 0-d tensor scalars plain numbers."""
+    if isinstance(x, float):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):  # numpy.float32, numpy.int64, torch scalars
+        return finite(x.item())
+    return x
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """`json.dumps` of `finite(obj)`; raises rather than write NaN."""
+    return json.dumps(finite(obj), allow_nan=False, **kwargs)
 
 
 NUMERIC_KEYS = frozenset({"iteration", "cumulative_tokens", "k", "eval_tokens", "search_tokens", "n_traces", "loss",
@@ -74,8 +95,8 @@ class RunFolder:
         self.metrics_path = self.root / "metrics.jsonl"
 
     def write_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Rewrite the whole metrics file (it is small), atomically."""
-        write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+        """Rewrite the whole metrics file (it is small), atomically; NaN is written as null."""
+        write_atomic(self.metrics_path, "".join(strict_json(r) + "\n" for r in rows))
 
     def write_traces(self, iteration: int, results: list[SearchResult]) -> None:
         lines = []

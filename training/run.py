@@ -1,17 +1,28 @@
-"""Hydra entry point: `python -m training.run task=countdown policy=tiny search=sampling trainer=ei`."""
+"""Hydra entry point: `python -m training.run task=countdown policy=tiny search=sampling trainer=ei`.
+
+Nothing heavy is imported at module level: the composed config is checked first (a bad
+knob exits with code 2 in about a second), then the thread count is fixed, and only then
+do torch, transformers and the loop load.
+"""
 
 from __future__ import annotations
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from transformers.utils import logging as transformers_logging
 
-from training.loop import run
+from search.threads import use_threads
+from training.config_check import check_training_config
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    check_training_config(cfg)
+    use_threads(cfg.get("threads"))
+    from transformers.utils import logging as transformers_logging
+
+    from training.loop import run
+
     transformers_logging.disable_progress_bar()  # per-checkpoint "Writing model shards" bars drown the table
     run(cfg, HydraConfig.get().runtime.output_dir)
 
