@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from search.run_folder import write_atomic
 from search.tree import SearchTree
 
 TEMPLATE = Path(__file__).with_name("viewer_template.html")
@@ -44,6 +45,17 @@ def load_tree(path: Path) -> SearchTree:
         raise TreeFileError(f"{path}: {e}") from None
 
 
+RUN_FOLDER_MARKS = ("metrics.jsonl", "metrics.json", "checkpoints", "traces", ".hydra")
+
+
+def trees_root(source: Path) -> Path:
+    """Where the trees behind the folder `source` live: a run folder's `trees/` (never the
+    rest of it: checkpoints hold `config.json` files), or a folder that holds trees itself."""
+    if (source / "trees").is_dir() or any((source / mark).exists() for mark in RUN_FOLDER_MARKS):
+        return source / "trees"
+    return source
+
+
 def tree_files(source: Path) -> list[Path]:
     """The tree files behind `source`: the file itself, or every `trees/**/*.json` of a run
     folder (or `**/*.json` of a folder holding trees directly), in path order."""
@@ -51,8 +63,8 @@ def tree_files(source: Path) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise TreeFileError(f"{source}: no such file or folder")
-    root = source / "trees" if (source / "trees").is_dir() else source
-    files = sorted(p for p in root.rglob("*.json") if p.is_file())
+    root = trees_root(source)
+    files = sorted(p for p in root.rglob("*.json") if p.is_file()) if root.is_dir() else []
     if not files:
         raise TreeFileError(f"{source}: no tree files (looked for {root}/**/*.json)")
     return files
@@ -62,7 +74,7 @@ def load_trees(source: Path) -> list[tuple[str, SearchTree]]:
     """(label, tree) for every tree behind `source`; the label is the file's path below
     the trees folder without `.json`, e.g. `iter_001/p17`, so iterations stay apart."""
     files = tree_files(source)
-    base = files[0].parent if source.is_file() else (source / "trees" if (source / "trees").is_dir() else source)
+    base = files[0].parent if source.is_file() else trees_root(source)
     return [(str(f.relative_to(base).with_suffix("").as_posix()), load_tree(f)) for f in files]
 
 
@@ -123,8 +135,7 @@ def write_view(source: Path, out: Path | None = None, fmt: str = "html") -> list
     trees = load_trees(source)
     out = out or default_output(source, fmt)
     if fmt == "html":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_html(trees, title=f"plateau · {source.name}"), encoding="utf-8")
+        write_atomic(out, render_html(trees, title=f"plateau · {source.name}"))
         return [out]
     if fmt != "dot" and shutil.which("dot") is None:
         print(f"Graphviz `dot` is not installed: writing DOT instead of {fmt.upper()} "
@@ -133,13 +144,12 @@ def write_view(source: Path, out: Path | None = None, fmt: str = "html") -> list
     targets = ([out.with_suffix(f".{fmt}")] if len(trees) == 1 and source.is_file()
                else [out / f"{label}.{fmt}" for label, _ in trees])
     for (_, tree), target in zip(trees, targets, strict=True):
-        target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "dot":
-            target.write_text(tree.to_dot(), encoding="utf-8")
+            write_atomic(target, tree.to_dot())
             continue
         if len(tree) > LARGE_FOR_DOT:
             print(f"{target.name}: {len(tree)} nodes, Graphviz layout may take minutes", file=sys.stderr)
-        target.write_bytes(render_graphviz(tree, fmt))
+        write_atomic(target, render_graphviz(tree, fmt))
     return targets
 
 

@@ -11,6 +11,12 @@ arithmetic text (`tasks.arith.arithmetic_corpus`: `a op b = c` lines, `pretrain.
 of them over `pretrain.operand_range`, packed `pretrain.lines_per_document` to an
 example) and never a task solution; pair it with a few-shot prompt
 (`task.prompt_style=fewshot`). `sft_problems` and `traces_per_problem` are unused then.
+
+`init: pretrained_sft` does both, in that order (`pretrain_epochs` on the corpus, then
+the SFT recipe): every operation is seen in generic text, and the task only through its
+reference traces. With `support: {exclude_ops: [...]}` the SFT data keeps only reference
+traces whose answer uses none of those operations (`tasks.support`), so a capability the
+corpus showed is never demonstrated on the task — the plateau laboratory's base.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -30,11 +37,12 @@ from policies.tiny import ALPHABET, build_tiny_model
 from search.console import say
 from tasks import Task
 from tasks.arith import arithmetic_corpus
+from tasks.support import SupportRule
 from tasks.config import build_task, task_definition
 from training.sft import SFTConfig, sft
 
 RECIPE_VERSION = 1  # bump when the build procedure changes, so stale caches are not reused
-INITS = ("sft", "pretrained")
+INITS = ("sft", "pretrained", "pretrained_sft")
 PRETRAIN_DEFAULTS = {"lines": 20000, "operand_range": [1, 20], "lines_per_document": 8}
 
 
@@ -50,14 +58,18 @@ def tiny_base(
     traces_per_problem: int = 1,
     sft: dict | None = None,
     pretrain: dict | None = None,
+    pretrain_epochs: int = 4,
+    support: dict | None = None,
     seed: int = 0,
     cache_dir: str | None = None,
     progress: bool = True,
+    engine: dict | None = None,
 ) -> HFPolicy:
     """Load the cached base for this recipe, building it first if needed.
 
     `task` is the task's *config* (Hydra passes it unresolved with `_recursive_: false`)
-    so that it can be hashed into the cache key.
+    so that it can be hashed into the cache key. `engine` holds `HFPolicy`'s sampling
+    options (prefix cache, prefill chunk); they leave the weights alone, so not in the key.
     """
     if init not in INITS:
         raise ValueError(f"policy.init={init!r}: choose one of {INITS}")
@@ -66,8 +78,12 @@ def tiny_base(
     recipe = {"version": RECIPE_VERSION, "task": task_cfg, "size": size, "init": init,
               "sft_problems": sft_problems, "traces_per_problem": traces_per_problem,
               "sft": sft, "seed": seed}
-    if init == "pretrained":
+    if init != "sft":
         recipe["pretrain"] = _pretrain_recipe(pretrain)
+    if init == "pretrained_sft":
+        recipe["pretrain_epochs"] = pretrain_epochs
+    if support:  # only recipes that restrict the SFT data carry the key, so older caches stay valid
+        recipe["support"] = {"exclude_ops": sorted(SupportRule(**_plain(support)).exclude_ops)}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = folder / f"tiny-{size}-{init}-{digest}"
@@ -77,7 +93,7 @@ def tiny_base(
         say(f"tiny base: building it once ({size}, init={init}); later runs with this recipe load it from {folder}")
         _build(folder, recipe, build_task(task_cfg), progress)
         say(f"tiny base: built and cached in {folder}")
-    return HFPolicy.from_pretrained(folder)
+    return HFPolicy.from_pretrained(folder, **(_plain(engine) or {}))
 
 
 def _pretrain_recipe(pretrain: dict | None) -> dict:
@@ -96,6 +112,20 @@ def pretraining_examples(pretrain: dict, seed: int) -> list[tuple[str, str]]:
     lines = arithmetic_corpus(pretrain["lines"], tuple(pretrain["operand_range"]), seed)
     per = pretrain["lines_per_document"]
     return [("", "".join(lines[i : i + per])) for i in range(0, len(lines), per)]
+
+
+def reference_traces(task: Task, problem, recipe: dict) -> list[str]:
+    """The first `traces_per_problem` reference traces of `problem` inside the recipe's
+    support (all of them without a `support` rule)."""
+    traces = task.reference_traces(problem)
+    if "support" in recipe:
+        rule = SupportRule(tuple(recipe["support"]["exclude_ops"]))
+        traces = [t for t in traces if (a := task.extract_answer(t)) is not None and rule.covers(a)]
+    return traces[: recipe["traces_per_problem"]]
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def check_alphabet(task: str, texts: dict[str, list[tuple[str, str]]]) -> None:
@@ -118,10 +148,12 @@ def _build(folder: Path, recipe: dict, task: Task, progress: bool) -> None:
         examples = pretraining_examples(recipe["pretrain"], recipe["seed"])
         per_problem = {p.id: [(task.prompt(p), "")] for p in problems}  # the prompts it will be asked
     else:
-        n = recipe["traces_per_problem"]
-        per_problem = {p.id: [(task.prompt(p), t) for t in task.reference_traces(p)[:n]] for p in problems}
+        per_problem = {p.id: [(task.prompt(p), t) for t in reference_traces(task, p, recipe)] for p in problems}
         examples = [pair for pairs in per_problem.values() for pair in pairs]
     check_alphabet(task.name, per_problem)
+    if recipe["init"] == "pretrained_sft":  # generic arithmetic first: operations the SFT data may never show
+        sft(model, tokenizer, pretraining_examples(recipe["pretrain"], recipe["seed"]),
+            SFTConfig(**{**recipe["sft"], "epochs": recipe["pretrain_epochs"]}), seed=recipe["seed"], progress=progress)
     stats = sft(model, tokenizer, examples, SFTConfig(**recipe["sft"]), seed=recipe["seed"], progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))

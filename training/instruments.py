@@ -9,13 +9,14 @@ and solution sets.
   (None if it never does) — Yue et al.'s finding is that such a k exists.
 * `coverage`: the mean fraction of each problem's full solution set (canonical forms, as
   an exhaustive solver lists them) found among the correct samples.
-* `novel_correct`: the fraction of correct solutions whose pattern (e.g. the operations
-  used) never appears in the SFT data: exploration beyond what was demonstrated.
+* `novel_correct`: the fraction of correct solutions of a kind the SFT data never
+  demonstrates (e.g. using an operation no reference trace used): exploration beyond
+  what was shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 from scipy.stats import bootstrap
@@ -63,8 +64,8 @@ def coverage(found: Iterable[set[Hashable]], solutions: Iterable[set[Hashable]])
     return float(np.mean(shares)) if shares else None
 
 
-def novel_correct(patterns: Iterable[Hashable], demonstrated: set[Hashable]) -> float | None:
-    """The share of correct solutions (given by their patterns) whose pattern the SFT
-    data never shows; None without correct solutions."""
-    patterns = list(patterns)
-    return sum(p not in demonstrated for p in patterns) / len(patterns) if patterns else None
+def novel_correct(solutions: Iterable[str], demonstrated: Callable[[str], bool]) -> float | None:
+    """The share of correct solutions that the SFT data never demonstrates (by the
+    `demonstrated` rule, e.g. `SupportRule.covers`); None without correct solutions."""
+    solutions = list(solutions)
+    return sum(not demonstrated(s) for s in solutions) / len(solutions) if solutions else None

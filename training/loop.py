@@ -9,14 +9,10 @@ the iteration, so a resumed run draws exactly what an uninterrupted one would.
 
 from __future__ import annotations
 
-import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -29,10 +25,9 @@ from search.run_folder import RunFolder
 from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
+from training.checkpoint import resume, save_checkpoint
 from training.plots import plot_run
 from training.trainer import Trainer
-
-COMPLETE = "COMPLETE"  # marker file: a checkpoint folder without it is ignored on resume
 
 
 def derived_seed(seed: int, iteration: int, stream: int) -> int:
@@ -56,40 +51,6 @@ def _train_summary(results: list[SearchResult]) -> dict[str, float]:
     }
 
 
-def _save_checkpoint(folder: RunFolder, iteration: int, policy: Policy, trainer: Trainer,
-                     rows: list[dict[str, Any]]) -> None:
-    final = folder.checkpoint_dir(iteration)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save(tmp)
-    torch.save({"trainer": trainer.state_dict(), "iteration": iteration, "metrics": rows,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}},
-               tmp / "trainer_state.pt")
-    (tmp / COMPLETE).write_text("")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-
-
-def _last_checkpoint(folder: RunFolder) -> Path | None:
-    done = sorted(p for p in (folder.root / "checkpoints").glob("iter_[0-9][0-9][0-9]") if (p / COMPLETE).exists())
-    return done[-1] if done else None
-
-
-def _resume(folder: RunFolder, policy: Policy, trainer: Trainer) -> tuple[int, list[dict[str, Any]]]:
-    """Restore the last complete iteration; returns it and the metrics rows up to it
-    ((0, []) when there is none)."""
-    ckpt = _last_checkpoint(folder)
-    if ckpt is None:
-        return 0, []
-    policy.update_weights(ckpt)
-    state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-    trainer.load_state_dict(state["trainer"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    torch.set_rng_state(state["rng"]["torch"])
-    return state["iteration"], state["metrics"]
-
-
 def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     """Run (or resume) the experiment `cfg` in `out_dir`; returns the metrics rows."""
     seed_everything(cfg.seed)
@@ -105,7 +66,11 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
     eval_problems = task.problems(cfg.eval.split, limit=cfg.eval.problems, seed=cfg.seed)
 
-    start, rows = _resume(folder, policy, trainer) if cfg.resume else (0, [])
+    start, rows = resume(folder, policy, trainer) if cfg.resume else (0, [])
+    if rows and start >= cfg.iterations:
+        print(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
+              "nothing to do (raise iterations to continue it)", flush=True)
+        return rows
     if not rows:
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
                  **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress)}]
@@ -126,11 +91,11 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
                      **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress)})
-        _save_checkpoint(folder, iteration, policy, trainer, rows)
+        save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         _print_row(rows[-1], rows[-2])
     plot_run(folder.root)
-    if cfg.save_trees:
+    if cfg.save_trees and cfg.iterations > 0:  # iteration 0 only evaluates: it searches no trees
         write_view(folder.root)
     say(f"run folder: {folder.root.resolve()} (metrics.jsonl, plots/{', tree_viewer.html' if cfg.save_trees else ''})")
     return rows

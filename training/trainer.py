@@ -15,7 +15,9 @@ class Trainer(Protocol):
     return-conditioned prompts). `step` once per iteration.
 
     `state_dict`/`load_state_dict` hold everything beyond the policy weights that a
-    resumed run needs (optimiser, data set so far, ...), as plain picklable-by-torch data.
+    resumed run needs (optimiser, data set so far, ...), as tensors and plain Python data
+    (dicts, lists, tuples, str, numbers, None): checkpoints are read with
+    `torch.load(weights_only=True)`, which refuses anything else (NumPy arrays included).
     """
 
     name: str

@@ -1,0 +1,59 @@
+"""The plateau laboratory end to end at tiny size: a support-restricted base, and eval
+rows with pass@k curves, slices, coverage, entropy and base NLL that agree with the
+solver and with their own per-problem counts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.countdown import Countdown
+from tasks.support import SupportRule
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["iterations=1", "train_problems=4", "eval.problems=24", "eval.k=2", "eval.max_new_tokens=40",
+        "eval.lab.samples=8", "eval.lab.max_new_tokens=40", "policy.pretrain.lines=400", "policy.pretrain_epochs=1",
+        "policy.sft_problems=24", "policy.sft.epochs=1", "budget.tokens_per_problem=96", "health.nodes=0",
+        "trainer.sft.epochs=1", "save_trees=1", "progress=false"]
+
+
+@pytest.mark.slow
+def test_lab_rows_carry_curves_slices_and_instruments(tmp_path):
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "training.run", "+experiment=plateau_lab", *TINY,
+                           f"++policy.cache_dir={tmp_path / 'bases'}", f"hydra.run.dir={run}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
+    assert [r["iteration"] for r in evals] == [0, 1]
+    task = Countdown(**{k: v for k, v in json.loads((next((tmp_path / "bases").glob("*/recipe.json"))).read_text())
+                        ["task"].items() if k not in ("_target_", "limit")})
+    problems = task.problems("test", limit=24, seed=0)
+    rule = SupportRule(("-",))
+    for row in evals:
+        curve = [row[f"all/pass@{k}"] for k in (1, 2, 4, 8)]
+        assert curve == sorted(curve)  # pass@k never falls with k
+        counts = row["lab_counts"]
+        assert len(counts) == 24 and all(n == 8 for n, _, _ in counts)
+        assert row["all/pass@1"] == pytest.approx(sum(c / n for n, c, _ in counts) / 24)
+        assert [s for _, _, s in counts] == [rule.slice_of(task, p) for p in problems]
+        sizes = [row.get(f"{s}/problems", 0) for s in ("in_support", "beyond_support")]
+        assert sum(sizes) == 24 and sizes[1] == sum(s == "beyond_support" for _, _, s in counts)
+        assert row["entropy"] > 0
+    recipe = json.loads(next((tmp_path / "bases").glob("*/recipe.json")).read_text())
+    assert recipe["init"] == "pretrained_sft" and recipe["support"] == {"exclude_ops": ["-"]}
+
+
+def test_the_base_is_fine_tuned_only_inside_the_support():
+    from training.base_model import reference_traces
+
+    task = Countdown(min_numbers=3, max_numbers=3, number_range=[1, 6], target_range=[2, 30], train_size=80,
+                     test_size=10)
+    recipe = {"traces_per_problem": 4, "support": {"exclude_ops": ["-"]}}
+    filtered = {p.id: reference_traces(task, p, recipe) for p in task.problems("train")}
+    everything = {p.id: reference_traces(task, p, {"traces_per_problem": 4}) for p in task.problems("train")}
+    assert all("-" not in task.extract_answer(t) for ts in filtered.values() for t in ts)
+    assert any("-" in task.extract_answer(t) for ts in everything.values() for t in ts)
+    assert sum(map(len, filtered.values())) < sum(map(len, everything.values()))

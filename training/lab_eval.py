@@ -1,0 +1,95 @@
+"""The plateau laboratory's evaluation row: the instruments of `training.instruments` on
+many samples per problem, for all problems and for the in/beyond-support slices.
+
+Every eval row of a run with `eval.lab` set gains, for each slice `s` of `all`,
+`in_support` and `beyond_support` (`tasks.support`; a slice is left out when it has no
+problems):
+
+* `s/pass@k` at k = 1, 2, 4, ... up to `eval.lab.samples` (answer correctness, unbiased);
+* `s/coverage` (share of each problem's solver-listed solutions found) and
+  `s/novel_correct` (share of correct solutions that use an operation the SFT data never
+  showed); `s/problems`;
+* `lab_counts`: per problem `[samples, correct, slice]`, so the report can bootstrap
+  bands and compare curves between iterations;
+* `entropy`: mean per-token entropy of the policy on its own samples (Cui et al. 2025);
+* `base_nll`: mean per-token negative log-likelihood of the policy's correct samples
+  under the base (iteration-0) policy: how far from the base's own habits they lie.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from policies import Policy
+from search.metrics import answer_correct, sample_with_progress
+from search.result import SearchResult
+from tasks import Problem, Task
+from tasks.support import SLICES, SupportRule
+from training.instruments import coverage, novel_correct, pass_at_k_curve, powers_of_two
+from training.sft import completion_entropy
+
+
+def slice_members(task: Task, problems: list[Problem], rule: SupportRule) -> dict[str, list[int]]:
+    """Indices of the problems in each slice (`all` first)."""
+    out: dict[str, list[int]] = {"all": list(range(len(problems)))}
+    for i, p in enumerate(problems):
+        if (name := rule.slice_of(task, p)) is not None:
+            out.setdefault(name, []).append(i)
+    return {s: out[s] for s in ("all", *SLICES) if s in out}
+
+
+def correct_solutions(task: Task, result: SearchResult) -> list[str]:
+    """The solution keys of a result's correct traces (with repeats)."""
+    return [task.solution_key(result.problem, t.text) for t in result.traces()
+            if answer_correct(task, result.problem, t)]
+
+
+def slice_metrics(task: Task, results: list[SearchResult], rule: SupportRule, ks: list[int]) -> dict[str, Any]:
+    counts = [(len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces())) for r in results]
+    curve = pass_at_k_curve(counts, ks)
+    found = [set(correct_solutions(task, r)) for r in results]
+    listed = [set(task.solutions(r.problem) or ()) for r in results]
+    keys = [k for r in results for k in correct_solutions(task, r)]
+    return {**{f"pass@{k}": v for k, v in zip(ks, curve)}, "coverage": coverage(found, listed),
+            "novel_correct": novel_correct(keys, rule.covers), "problems": len(results)}
+
+
+def lab_metrics(policy: Policy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
+                progress: bool = False) -> dict[str, Any]:
+    """The laboratory's metrics of `policy` on `problems` (see the module docstring)."""
+    rule = SupportRule(tuple(lab.support.exclude_ops or ()))
+    results = sample_with_progress(policy, task, problems, lab.samples, 1.0, lab.max_new_tokens, seed,
+                                   f"lab {lab.samples} samples", progress)
+    ks = powers_of_two(lab.samples)
+    members = slice_members(task, problems, rule)
+    out: dict[str, Any] = {}
+    for name, idx in members.items():
+        for key, value in slice_metrics(task, [results[i] for i in idx], rule, ks).items():
+            out[f"{name}/{key}"] = value
+    slice_of = {i: s for s, idx in members.items() if s != "all" for i in idx}
+    out["lab_counts"] = [[len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces()),
+                          slice_of.get(i)] for i, r in enumerate(results)]
+    out["entropy"] = own_entropy(policy, results, lab.entropy_samples)
+    out["base_nll"] = base_nll(base, task, results) if base is not None else None
+    return out
+
+
+def own_entropy(policy: Policy, results: list[SearchResult], per_problem: int) -> float | None:
+    """Mean per-token entropy over the first `per_problem` samples of each problem."""
+    tokenizer = policy.tokenizer
+    pairs = [(tokenizer(r.tree.prompt, add_special_tokens=True)["input_ids"], [i for ids in t.step_token_ids for i in ids])
+             for r in results for t in r.traces()[:per_problem]]
+    pairs = [p for p in pairs if p[1]]
+    value = completion_entropy(policy.model, tokenizer, pairs) if pairs else None
+    return None if value is None or value != value else value
+
+
+def base_nll(base: Policy, task: Task, results: list[SearchResult]) -> float | None:
+    """Mean per-token NLL of the correct samples under `base` (None without any)."""
+    correct = [(r.tree.prompt, t.text) for r in results for t in r.traces() if answer_correct(task, r.problem, t)]
+    if not correct:
+        return None
+    logps = base.logprobs([p for p, _ in correct], [c for _, c in correct])
+    tokens = [-lp for row in logps for lp in row]
+    return statistics.fmean(tokens) if tokens else None
