@@ -10,7 +10,8 @@ because the default policy is a ~1M-parameter character-level model that must le
 A step `A op B = C (left: ...)` combines two numbers available at that point (A first,
 then B, each taken once) into C, and lists the numbers available afterwards: the unused
 ones in their previous order, then C (the check is on the multiset, not the order).
-Numbers in steps are integers, or `p/q` when fractions are allowed. The final step gives
+Numbers in steps are integers, or `p/q` when fractions are allowed, in ASCII digits (as
+in `tasks.answers`; `p/0` makes a step illegal, never an error). The final step gives
 an expression over the ORIGINAL numbers; the trace ends there (later text is ignored).
 
 Rules: every result must be a positive integer (positive rational with
@@ -27,7 +28,8 @@ at that point (a reused or invented number, wrong arithmetic or a wrong `left` l
 0), some step's result equals the target, and the answer expression, as written, obeys
 the rules and equals the target. `extract_answer` returns the answer's canonical form
 (`tasks.canonical`), so rewritings of one solution vote together in maj@k and count as
-one solution in `solution_key`; `solve` lists solutions in the same form.
+one solution in `solution_key`, or None when the expression does not evaluate (`1/0`);
+`solve` lists solutions in the same form.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ import random
 import re
 from collections import Counter
 from fractions import Fraction
+from functools import cached_property
 from typing import Hashable
 
-from tasks.base import Problem, Task, choose
+from tasks.base import Problem, Splits, Task, fewshot_prefix
 from tasks.canonical import canonical
 from tasks.countdown_solver import reachable, solve
-from tasks.expr import BinOp, Neg, Node, format_number, literals, parse, subresults
+from tasks.expr import BinOp, Neg, Node, evaluate, literals, parse, subresults
 
-_NUM = r"\d{1,13}(?:/\d{1,13})?"
+_NUM = r"[0-9]{1,13}(?:/[0-9]{1,13})?"  # ASCII digits only, as in tasks.answers
 _STEP = re.compile(rf"({_NUM}) ([-+*/]) ({_NUM}) = ({_NUM}) \(left:((?: {_NUM})+)\)")
 _ANSWER = "answer:"
 _APPLY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
@@ -57,6 +60,7 @@ class Countdown(Task):
 
     name = "countdown"
     step_stop = "\n"
+    split_aliases: dict[str, str] = {}  # other names of a split (the Game of 24's "tot")
 
     def __init__(
         self,
@@ -88,22 +92,17 @@ class Countdown(Task):
         self.allow_fractions, self.use_all = allow_fractions, use_all
         self.reference_count = reference_count
         self.prompt_style, self.fewshot_k = prompt_style, fewshot_k
-        self._splits: dict[str, list[Problem]] | None = None
-        self._fewshot_prefix: str | None = None
+        self._splits = Splits(self.name, ("train", "test"), lambda s: self._split_lists[s], self.split_aliases)
 
     # ---- problems -------------------------------------------------------------------
 
     def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
         """The split in its fixed order; with `limit`, a `seed`-chosen subset (order kept)."""
-        splits = self._load_splits()
-        if split not in splits:
-            raise ValueError(f"unknown split {split!r} for task {self.name}; known: {sorted(splits)}")
-        return choose(splits[split], limit, seed)
+        return self._splits.get(split, limit, seed)
 
-    def _load_splits(self) -> dict[str, list[Problem]]:
-        if self._splits is None:
-            self._splits = self._generate()
-        return self._splits
+    @cached_property
+    def _split_lists(self) -> dict[str, list[Problem]]:
+        return self._generate()
 
     def _generate(self) -> dict[str, list[Problem]]:
         """Test problems first, then train, so the test set does not depend on train_size;
@@ -148,14 +147,11 @@ class Countdown(Task):
 
     def prompt(self, problem: Problem) -> str:
         plain = problem.question + "\n"
-        return self._fewshot() + plain if self.prompt_style == "fewshot" else plain
+        return self._fewshot + plain if self.prompt_style == "fewshot" else plain
 
+    @cached_property
     def _fewshot(self) -> str:
-        if self._fewshot_prefix is None:
-            pool = self.problems("train")
-            shots = random.Random(f"{self.seed}:fewshot").sample(pool, min(self.fewshot_k, len(pool)))
-            self._fewshot_prefix = "".join(f"{p.question}\n{self.reference_traces(p)[0]}\n" for p in shots)
-        return self._fewshot_prefix
+        return fewshot_prefix(self, self.fewshot_k, f"{self.seed}:fewshot", lambda p: p.question + "\n")
 
     # ---- solutions --------------------------------------------------------------------
 
@@ -196,8 +192,10 @@ class Countdown(Task):
         return step.lstrip().startswith(_ANSWER)
 
     def extract_answer(self, text: str) -> str | None:
+        """The canonical answer expression; None without one, or when it does not evaluate
+        (`1/0`, a value beyond `tasks.expr.Limits`)."""
         node = self._answer_node(text)
-        return None if node is None else canonical(node)
+        return None if node is None or evaluate(node) is None else canonical(node)
 
     def check_answer(self, problem: Problem, answer: str | None) -> bool:
         node = parse(answer) if isinstance(answer, str) else None
@@ -258,7 +256,10 @@ class Countdown(Task):
         if match is None:
             return None
         a, op, b, c, left = match.groups()
-        a, b, c = Fraction(a), Fraction(b), Fraction(c)
+        a, b, c = _step_number(a), _step_number(b), _step_number(c)
+        listed = [_step_number(x) for x in left.split()]
+        if None in (a, b, c) or None in listed:
+            return None
         available = list(state[0])
         for operand in (a, b):
             if operand not in available:
@@ -270,7 +271,7 @@ class Countdown(Task):
         if result != c or not self._legal(result):
             return None
         available.append(result)
-        if Counter(Fraction(x) for x in left.split()) != Counter(available):
+        if Counter(listed) != Counter(available):
             return None
         return available, state[1] or result == problem.meta["target"]
 
@@ -302,6 +303,12 @@ class Countdown(Task):
         from tasks.state_space import CountdownSpace
 
         return CountdownSpace(self)
+
+
+def _step_number(text: str) -> Fraction | None:
+    """A number as a step writes it (`12`, `24/5`; ASCII digits), None for a zero denominator."""
+    numerator, _, denominator = text.partition("/")
+    return None if denominator and int(denominator) == 0 else Fraction(int(numerator), int(denominator or 1))
 
 
 def _number_text(value: Fraction) -> str:
