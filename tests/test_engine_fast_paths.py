@@ -110,3 +110,82 @@ def test_kv_buffer_growth_keeps_results_exact(monkeypatch):
     ids = torch.tensor([policy.encode_prompt("3*4=")])
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
     assert greedy.token_ids == out[0, ids.shape[1] :].tolist()
+
+
+LONG_PROMPTS = ["12+7=", "Use 4 7 8 8 to make 24.\nStep 1: 8-4=4\n", "3*4=", "100-1=99\n99-9=", "Use 2 3 to make 5.\n"]
+
+
+def _prefill_passes(policy: HFPolicy) -> list[tuple[int, int]]:
+    """(rows, query tokens) of every multi-token forward of the engine's sampler."""
+    passes = []
+    policy.engine._sampler.register_forward_pre_hook(
+        lambda module, args, kwargs: passes.append(tuple(kwargs["input_ids"].shape)) if kwargs["input_ids"].shape[1] > 1 else None,
+        with_kwargs=True,
+    )
+    return passes
+
+
+def _rounds(policy: HFPolicy) -> list:
+    """Two seeded rounds; the second's prompts extend the first's samples (prefix-cache hits)."""
+    first = policy.sample(LONG_PROMPTS, n=2, max_new_tokens=12, temperature=1.0, seed=4, stop=["\n"])
+    prompts = [p + s.text for p, per in zip(LONG_PROMPTS, first) for s in per]
+    second = policy.sample(prompts, n=2, max_new_tokens=12, temperature=1.0, seed=5, stop=["\n"])
+    return [s for result in (first, second) for per in result for s in per]
+
+
+@pytest.mark.parametrize("cache_tokens", [0, 10_000])
+def test_chunked_prefill_gives_the_unchunked_samples_and_logprobs(cache_tokens):
+    model, tok = build_tiny_model("1m", seed=6)
+    whole = HFPolicy(model, tok, prefix_cache_tokens=cache_tokens)
+    chunked = HFPolicy(model, tok, prefix_cache_tokens=cache_tokens, prefill_tokens=40)
+    whole_passes, chunked_passes = _prefill_passes(whole), _prefill_passes(chunked)
+    reference, samples = _rounds(whole), _rounds(chunked)
+    assert len(whole_passes) == 2 and len(chunked_passes) >= 5
+    assert all(rows * tokens <= 40 or rows == 1 for rows, tokens in chunked_passes)
+    assert [s.token_ids for s in samples] == [s.token_ids for s in reference]
+    assert [s.finish_reason for s in samples] == [s.finish_reason for s in reference]
+    for sample, ref in zip(samples, reference):
+        assert sample.logprobs == pytest.approx(ref.logprobs, abs=1e-5)
+
+
+def test_shared_prompt_kv_gives_the_samples_of_copied_prompts(monkeypatch):
+    """n samples of one prompt read one copy of its KV; they must equal n copies of the prompt."""
+    model, tok = build_tiny_model("1m", seed=7)
+    policy = HFPolicy(model, tok)
+    import policies.engine
+
+    allocated = []
+
+    class Recording(policies.engine.PromptKV):
+        def __init__(self, config, prompts, *args):
+            allocated.append(prompts)
+            super().__init__(config, prompts, *args)
+
+    monkeypatch.setattr(policies.engine, "PromptKV", Recording)
+    shared = policy.sample(LONG_PROMPTS, n=3, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
+    copied = policy.sample([p for p in LONG_PROMPTS for _ in range(3)], n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
+    assert allocated == [len(LONG_PROMPTS), 3 * len(LONG_PROMPTS)]
+    shared, copied = [s for per in shared for s in per], [s for per in copied for s in per]
+    assert len({tuple(s.token_ids) for s in shared}) > len(LONG_PROMPTS)  # samples of a prompt differ
+    assert [s.token_ids for s in shared] == [s.token_ids for s in copied]
+    assert [s.text for s in shared] == [s.text for s in copied]
+    for a, b in zip(shared, copied):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+
+
+def test_decode_buffer_holds_what_the_call_can_generate(monkeypatch):
+    model, tok = build_tiny_model("1m", seed=8)
+    import policies.engine
+
+    columns = []
+
+    class Recording(policies.engine.DecodeCache):
+        def __init__(self, *args):
+            super().__init__(*args)
+            columns.append(self.keys[0].shape[2])
+
+    monkeypatch.setattr(policies.engine, "DecodeCache", Recording)
+    policy = HFPolicy(model, tok)
+    policy.sample(LONG_PROMPTS, n=2, max_new_tokens_per_prompt=[3, 5, 0, 2, 1], max_new_tokens=100, temperature=1.0, seed=1)
+    policy.sample(LONG_PROMPTS, n=2, max_new_tokens=500, temperature=1.0, seed=1)
+    assert columns == [5, policies.engine.INITIAL_DECODE_COLUMNS]

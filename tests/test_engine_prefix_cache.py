@@ -105,3 +105,43 @@ def test_lru_evicts_the_least_recently_used_branch():
     assert cache.size <= 6
     assert cache.match([1, 2, 3])[0] == 3
     assert cache.match([4, 5, 6])[0] < 3
+
+
+def _held_bytes(cache: PrefixCache) -> int:
+    """Bytes of every storage the cache's tensors keep alive (a view keeps its whole base)."""
+    storages = {}
+    for node in cache._nodes():
+        for k, v in node.kv:
+            for t in (k, v):
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(storages.values())
+
+
+def test_byte_bound_holds_in_memory_actually_held_after_evictions(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    bound = 0.25  # MiB: ~40 tokens of the 1m model's KV (6 KiB per token)
+    policy = HFPolicy(model, tok, prefix_cache_tokens=100_000, prefix_cache_mb=bound)
+    cache = policy.engine.prefix_cache
+    splits = 0
+    for seed in range(3):
+        prompts = list(PROBLEMS)
+        for level in range(2):  # children share their parent's prompt: edges get split
+            results = policy.sample(prompts, n=3, max_new_tokens=10, temperature=1.0, seed=10 * seed + level, stop=["="])
+            prompts = [p + s.text for p, per in zip(prompts, results) for s in per][:8]
+            splits += sum(len(node.children) > 1 for node in cache._nodes())
+            assert 0 < cache.bytes <= bound * 2**20
+            assert _held_bytes(cache) == cache.bytes
+    assert cache.evictions > 0 and splits > 0
+
+
+def test_default_tiny_policy_config_turns_the_cache_on(tmp_path):
+    """The knobs of conf/policy/tiny.yaml are HFPolicy options and switch the bounded cache on."""
+    from omegaconf import OmegaConf
+
+    engine = OmegaConf.load("conf/policy/tiny.yaml").engine
+    model, tok = build_tiny_model("1m")
+    HFPolicy(model, tok).save(tmp_path)
+    policy = HFPolicy.from_pretrained(tmp_path, **engine)
+    cache = policy.engine.prefix_cache
+    assert cache.max_tokens == engine.prefix_cache_tokens and cache.max_bytes == engine.prefix_cache_mb * 2**20
+    assert policy.engine.prefill_tokens == engine.prefill_tokens
