@@ -146,14 +146,16 @@ def greedy_results(policy: Policy, task: Task, problems: list[Problem], max_new_
 
 
 def evaluate_policy(policy: Policy, task: Task, problems: list[Problem], k: int, temperature: float = 1.0,
-                    max_new_tokens: int = 256, seed: int = 0, progress: bool = False) -> dict[str, float]:
+                    max_new_tokens: int = 256, seed: int = 0, progress: bool = False,
+                    scorer: Callable[[list[Trace]], list[float]] | None = None) -> dict[str, float]:
     """The policy's own accuracy, with no search: maj@1 from one greedy trace per problem;
-    maj@k, pass@k, trace_valid@k and distinct correct solutions from k sampled traces."""
+    maj@k, pass@k, trace_valid@k and distinct correct solutions from k sampled traces, and
+    rerank@k when a `scorer` (an outcome reward model) is given."""
     started = time.perf_counter()
     greedy = greedy_results(policy, task, problems, max_new_tokens, progress)
     sampled = sample_with_progress(policy, task, problems, k, temperature, max_new_tokens, seed + 1,
                                    f"eval {k} samples", progress)
-    summary = summarize(task, sampled, k)
-    return {"maj@1": accuracy(task, greedy), "k": k,
-            **{key: summary[key] for key in ("maj@k", "pass@k", "trace_valid@k", "distinct_correct")},
+    summary = summarize(task, sampled, k, scorer)
+    keys = ("maj@k", "pass@k", "trace_valid@k", "distinct_correct") + (("rerank@k",) if scorer else ())
+    return {"maj@1": accuracy(task, greedy), "k": k, **{key: summary[key] for key in keys},
             "eval_tokens": sum(r.tokens for r in greedy + sampled), "eval_time": time.perf_counter() - started}

@@ -14,7 +14,8 @@ from search.metrics import rerank_at_k, summarize
 from search.sampling import Sampling
 from search.tot import TreeOfThoughts
 from tasks.countdown import Countdown
-from training.orm import ORMTraining, build_orm, labelled_traces, orm_step_rewards, train_orm
+from training.orm import ORMTraining, build_orm, labelled_traces, train_orm
+from training.rewards import step_scores
 
 TRAIN = {"epochs": 4, "batch_size": 16, "lr": 2e-3}
 
@@ -129,8 +130,9 @@ def test_step_rewards_are_the_orms_value_after_each_prefix(task, trained):
     orm, _ = trained
     problem = task.problems("test")[0]
     prompt, steps = task.prompt(problem), task.split_steps(task.reference_traces(problem)[0])
-    rewards = orm_step_rewards(orm, prompt, steps)
-    assert len(rewards) == len(steps) and orm_step_rewards(orm, prompt, []) == []
+    traces = searched(task, problem, ["".join(steps), "junk"]).traces()
+    rewards, junk = step_scores(task, [(problem, t) for t in traces], "orm", orm)  # one batched ORM call
+    assert len(rewards) == len(steps) and len(junk) == len(task.split_steps("junk"))
     assert rewards == pytest.approx(orm.value([prompt + "".join(steps[: i + 1]) for i in range(len(steps))]), abs=1e-6)
     assert rewards[-1] > rewards[-2]  # the finished trace looks better than the one cut before its answer
 

@@ -26,6 +26,7 @@ from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
+from training.orm import WithORM, build_run_orm, strategy_overrides
 from training.plots import plot_run
 from training.trainer import Trainer
 
@@ -36,8 +37,8 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
-             progress: bool = False) -> dict[str, float]:
-    return evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress)
+             progress: bool = False, scorer: Any = None) -> dict[str, float]:
+    return evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress, scorer)
 
 
 def _train_summary(results: list[SearchResult]) -> dict[str, float]:
@@ -60,7 +61,10 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     task = build_task(cfg.task)
     policy: Policy = instantiate(cfg.policy)
     use_tokenizer(task, policy.tokenizer)
-    trainer: Trainer = instantiate(cfg.trainer)
+    orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
+    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
+    trainer = WithORM(trainer, orm) if orm is not None else trainer  # fits the ORM each round, checkpoints it
+    scorer = orm.model.score_traces if cfg.eval.get("rerank") == "orm" else None  # rerank@k in eval rows
     task = trainer.setup(policy, task)
     budget = Budget(**cfg.budget)
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
@@ -73,12 +77,12 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         return rows
     if not rows:
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
-                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress)}]
+                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer)}]
         folder.write_metrics(rows)
         _print_row(rows[-1], None)
     cumulative = rows[-1]["cumulative_tokens"]
     for iteration in range(start + 1, cfg.iterations + 1):
-        strategy = instantiate(cfg.search, seed=derived_seed(cfg.seed, iteration, 0))
+        strategy = instantiate(cfg.search, seed=derived_seed(cfg.seed, iteration, 0), **strategy_overrides(cfg, orm))
         started = time.perf_counter()
         results = strategy.search(train_problems, policy, task, budget)
         train = _train_summary(results)
@@ -90,7 +94,8 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         train["train_time"] = time.perf_counter() - started
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
-                     **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress)})
+                     **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
+                                       scorer)})
         save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         _print_row(rows[-1], rows[-2])

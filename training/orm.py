@@ -9,14 +9,21 @@ the logit, so an untrained ORM scores everything 0.5.
 
 It is used three ways, all through `value(texts) -> list[float]`:
   * rerank@k: `search.metrics.summarize(..., scorer=orm.score_traces)` picks the trace the
-    ORM likes best among k samples;
+    ORM likes best among k samples (`eval.rerank=orm`);
   * a search node evaluator: `search.evaluators.ValueModelEvaluator(orm)` scores
-    prompt + partial trace;
-  * a dense reward: `orm_step_rewards(orm, prompt, steps)` is the ORM's prediction after
-    every step prefix (PPO/GRPO `reward: orm`).
+    prompt + partial trace (`search/evaluator=value_model`);
+  * a reward: `training.rewards` (`trainer.reward=orm`, every trainer).
 
 `ORMTraining` is what a run holds: the ORM, its training recipe, the labelled traces so
 far, and the checkpoint state; `fit(iteration, results)` trains on one more round.
+
+In `training.run` the loop builds the run's ORM (`build_run_orm`) only when one of the
+three uses it, and then `WithORM` trains it on every round's own labelled traces before the
+trainer steps (so the trainer's ORM reward has seen this round's labels; the search of
+round i is guided by the ORM of rounds < i, untrained, i.e. 0.5 everywhere, in round 1)
+and checkpoints it with the trainer. An evaluator config whose `model` is left missing
+(`model: ???`, conf/search/evaluator/value_model.yaml) is given the run's ORM
+(`strategy_overrides`), so search/ never imports training/.
 """
 
 from __future__ import annotations
@@ -28,12 +35,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from policies import Policy
 from policies.tiny import build_tiny_model
 from search import SearchResult
 from search.tree import Trace
+from tasks import Task
+from training.trainer import Trainer
 
 BACKBONES = ("policy", "tiny")
 
@@ -155,21 +166,6 @@ def train_orm(orm: OutcomeRewardModel, traces: Sequence[Trace] | Sequence[tuple[
             "orm_positive": sum(y for _, y in examples) / len(examples)}
 
 
-def orm_step_rewards(orm: Any, prompt: str, steps: Sequence[str]) -> list[float]:
-    """Dense reward: the ORM's P(correct) after each step prefix, one per step (one
-    batched `value` call). `orm` is anything with `value(texts)`."""
-    if not steps:
-        return []
-    prefixes, text = [], prompt
-    for step in steps:
-        text += step
-        prefixes.append(text)
-    values = [float(v) for v in orm.value(prefixes)]
-    if len(values) != len(steps):
-        raise ValueError(f"orm.value returned {len(values)} values for {len(steps)} step prefixes")
-    return values
-
-
 class ORMTraining:
     """The ORM of a run: trained after every search round on that round's labelled
     traces (all rounds so far with `accumulate`), continuing from its current weights.
@@ -202,3 +198,52 @@ class ORMTraining:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.dataset = state["dataset"]
+
+
+RERANKERS = (None, "orm")
+
+
+def orm_users(cfg: DictConfig) -> list[str]:
+    """Which parts of run `cfg` need the ORM: `trainer` (trainer.reward=orm), `evaluator` (a
+    search evaluator with `model: ???`), `rerank` (eval.rerank=orm)."""
+    rerank = cfg.eval.get("rerank")
+    if rerank not in RERANKERS:
+        raise ValueError(f"eval.rerank: {rerank!r} is not one of {list(RERANKERS)} (null = no rerank@k)")
+    evaluator = cfg.search.get("evaluator")
+    wants_model = (isinstance(evaluator, DictConfig) and "model" in evaluator.keys()
+                   and OmegaConf.is_missing(evaluator, "model"))
+    return [name for name, used in (("trainer", cfg.trainer.get("reward") == "orm"), ("evaluator", wants_model),
+                                    ("rerank", rerank == "orm")) if used]
+
+
+def build_run_orm(cfg: DictConfig, policy: Policy) -> ORMTraining | None:
+    """The run's ORM from `cfg.orm`, or None when nothing in the run uses it."""
+    return instantiate(cfg.orm, policy=policy) if orm_users(cfg) else None
+
+
+def strategy_overrides(cfg: DictConfig, orm: ORMTraining | None) -> dict[str, Any]:
+    """`instantiate(cfg.search, **these)`: the run's ORM as the model of an evaluator that
+    left its model to the run."""
+    return {"evaluator": {"model": orm.model}} if orm is not None and "evaluator" in orm_users(cfg) else {}
+
+
+class WithORM:
+    """A trainer together with the run's ORM: each step first fits the ORM on the round's
+    labelled traces, then steps the trainer; both are checkpointed together."""
+
+    def __init__(self, trainer: Trainer, orm: ORMTraining):
+        self.trainer, self.orm = trainer, orm
+        self.name = trainer.name
+
+    def setup(self, policy: Policy, task: Task) -> Task:
+        return self.trainer.setup(policy, task)
+
+    def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
+        return {**self.orm.fit(iteration, results), **self.trainer.step(iteration, results)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trainer": self.trainer.state_dict(), "orm": self.orm.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state["trainer"])
+        self.orm.load_state_dict(state["orm"])

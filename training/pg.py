@@ -1,122 +1,37 @@
 """The policy-gradient update over token batches that PPO and GRPO share.
 
-A search result's traces become `Rollout`s: the token ids the sampler produced (prompt via
-`encode_prompt`, each step via `encode_continuation`, EOS when the trace ended on it) with
-the log-probabilities recorded at generation time as the "old" policy, so no extra forward
-pass is needed for importance ratios. A subclass fills in each rollout's per-token
-advantages (and value targets); `PolicyGradientTrainer.update` then runs clipped-ratio
-epochs over shuffled minibatches, with an optional KL penalty against a frozen reference
-and an optional critic. The algorithms themselves live in `training.core_algos`.
+Search traces become `training.rollouts.Rollout`s. Before the update, one no-grad pass of
+the trained model over them gives pi_old (`old_logp: recompute`, the default, as verl's
+`recompute_log_prob`: the sampler may run in another dtype (bf16 vLLM, `sample_dtype`) or
+engine, so its recorded log-probs are not the trained model's) and the policy's entropy
+on its own samples; `old_logp: sampler` uses the recorded log-probs instead. The first
+minibatch of each update logs `ratio_dev` = mean |pi / pi_old - 1| over trained tokens
+(~0 under recompute); under recompute `sampler_ratio_dev` is the same figure for the
+sampler's log-probs, so the sampler/trainer mismatch stays visible.
+
+A subclass fills in each rollout's per-token advantages (and value targets);
+`PolicyGradientTrainer.update` then runs clipped-ratio epochs over shuffled minibatches,
+with an optional KL penalty against a frozen reference and an optional critic. The
+algorithms themselves live in `training.core_algos`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from policies import Policy
 from search import SearchResult
-from search.tree import Trace
 from tasks import Task
 from training import core_algos
+from training.rewards import RewardModel, check_reward
+from training.rollouts import Rollout, build_rollouts, mask_off_context
 from training.sft import collate, labelled_logprobs
 
-
-class TokenMismatch(ValueError):
-    """A trace's text does not re-encode to the tokens the sampler recorded (e.g. the model
-    sampled a special token, whose text is empty)."""
-
-
-@dataclass
-class Rollout:
-    """One trace as token ids plus per-response-token training data (lists, one entry per
-    response token). `loss_mask` is 0 on tokens trained through another rollout (a tree
-    step shared by several traces is credited once)."""
-
-    result: SearchResult
-    trace: Trace
-    prompt_ids: list[int]
-    response_ids: list[int]
-    old_logp: list[float]
-    step_ends: list[int]  # response-token end (exclusive) of each tree step
-    loss_mask: list[float] = field(default_factory=list)
-    advantages: list[float] = field(default_factory=list)
-    returns: list[float] = field(default_factory=list)
-    old_values: list[float] = field(default_factory=list)
-    ref_logp: list[float] = field(default_factory=list)
-
-
-def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
-    """The ids the sampler produced for `trace` (recorded in the tree, EOS included when
-    the trace ended on it), checked against its recorded logprobs.
-
-    A tree step after the first was sampled from the *re-tokenised text* of the steps
-    before it, so the recorded ids are the policy's true context only when that text
-    tokenises back to them (a special token sampled mid-step, or a tokenizer merging across
-    a step boundary, breaks this); such traces raise TokenMismatch instead of giving
-    importance ratios against a context the policy never saw.
-    """
-    prompt_ids = list(policy.encode_prompt(trace.prompt))
-    response, logps, ends = [], [], []
-    last = len(trace.steps) - 1
-    for i, (ids, lps) in enumerate(zip(trace.step_token_ids, trace.step_logprobs)):
-        if len(ids) != len(lps) or not ids:
-            raise TokenMismatch(
-                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: {len(ids)} recorded token ids but "
-                f"{len(lps)} logprobs; importance ratios cannot be formed")
-        response += ids
-        logps += lps
-        ends.append(len(response))
-        if i < last and list(policy.encode_prompt(trace.prompt + "".join(trace.steps[: i + 1]))) != prompt_ids + response:
-            raise TokenMismatch(
-                f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step's text does not tokenise back "
-                "to its sampled ids, so the next step was sampled from a different context")
-    return Rollout(result, trace, prompt_ids, response, logps, ends, loss_mask=[1.0] * len(response))
-
-
-def text_step_ends(policy: Policy, task: Task, rollout: Rollout) -> list[int]:
-    """Response-token end of each of the task's text steps (`task.split_steps` of the
-    trace text); the last one is the final token (EOS included), where the outcome lands."""
-    ends, node_start_char, node_start_tok = [], 0, 0
-    steps = task.split_steps(rollout.trace.text)
-    boundaries, offset = [], 0
-    for s in steps:
-        offset += len(s)
-        boundaries.append(offset)
-    for step_text, node_end in zip(rollout.trace.steps, rollout.step_ends):
-        node_end_char = node_start_char + len(step_text)
-        for b in boundaries:
-            if node_start_char < b <= node_end_char and b != boundaries[-1]:
-                inside = len(policy.encode_continuation(step_text[: b - node_start_char]))
-                ends.append(min(node_start_tok + inside, node_end))
-        node_start_char, node_start_tok = node_end_char, node_end
-    return ends + [len(rollout.response_ids)] if steps else []
-
-
-def credit_shared_steps_once(rollouts: list[Rollout]) -> None:
-    """Zero the loss mask of tree steps already in an earlier rollout of the same tree, so
-    node-level advantages count each step once (the prefix stays as context)."""
-    seen: set[tuple[int, int]] = set()
-    for r in rollouts:
-        start = 0
-        for node, end in zip(r.trace.node_ids, r.step_ends):
-            key = (id(r.result.tree), node)
-            if key in seen:
-                r.loss_mask[start:end] = [0.0] * (end - start)
-            seen.add(key)
-            start = end
-
-
-def per_node_advantages(rollout: Rollout, advantage: dict[int, float]) -> list[float]:
-    """Each token carries the advantage of the tree step it belongs to."""
-    out, start = [], 0
-    for node, end in zip(rollout.trace.node_ids, rollout.step_ends):
-        out += [advantage.get(node, 0.0)] * (end - start)
-        start = end
-    return out
+OLD_LOGP = ("recompute", "sampler")
 
 
 class ValueHead(torch.nn.Module):
@@ -191,9 +106,13 @@ class PolicyGradientTrainer:
     def __init__(self, *, lr: float = 1e-4, weight_decay: float = 0.0, epochs: int = 1, minibatch_size: int = 32,
                  grad_clip: float | None = 1.0, clip_low: float = 0.2, clip_high: float | None = None,
                  loss_agg: str = "token-mean", policy_loss: str = "ppo", kl_coef: float = 0.0,
-                 kl_estimator: str = "k3", entropy_coef: float = 0.0, seed: int = 0, progress: bool = False):
+                 kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
+                 reward: str = "sparse", orm: RewardModel | None = None, seed: int = 0, progress: bool = False):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
+        if old_logp not in OLD_LOGP:
+            raise ValueError(f"trainer.old_logp: {old_logp!r} is not one of {list(OLD_LOGP)}")
+        self.old_logp, self.reward, self.orm = old_logp, check_reward(reward), orm
         core_algos.lookup(core_algos.KL_ESTIMATORS, kl_estimator, "trainer.kl_estimator")
         core_algos.aggregate(torch.zeros(1, 1), torch.ones(1, 1), loss_agg)
         self.policy_loss = core_algos.lookup(core_algos.POLICY_LOSSES, policy_loss, "trainer.policy_loss")
@@ -242,18 +161,14 @@ class PolicyGradientTrainer:
     # ------------------------------------------------------------ one iteration
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
-        rollouts, skipped = [], 0
-        for result in results:
-            for trace in result.traces():
-                try:
-                    rollouts.append(encode_trace(self.policy, result, trace))
-                except TokenMismatch:  # model output we cannot score exactly: leave it out, count it
-                    skipped += 1
-        rollouts = [r for r in rollouts if r.response_ids]
+        rollouts, dropped = build_rollouts(self.policy, results)
+        stats: dict[str, float] = {"traces_dropped": sum(dropped.values()),
+                                   **{f"traces_dropped_{k}": v for k, v in dropped.items()}}
         if not rollouts:
-            return {"pg_rollouts": 0, "pg_skipped_traces": skipped}
-        self.score_rollouts(rollouts)
-        stats = {"pg_skipped_traces": skipped, **self.assign_advantages(rollouts)}
+            return {**stats, "pg_rollouts": 0}
+        stats["off_context_tokens"] = mask_off_context(rollouts)
+        stats.update(self.score_rollouts(rollouts))
+        stats.update(self.assign_advantages(rollouts))
         stats.update(self.update(rollouts, iteration))
         return stats
 
@@ -273,17 +188,32 @@ class PolicyGradientTrainer:
             yield [rollouts[i] for i in order[start : start + self.minibatch_size]]
 
     @torch.no_grad()
-    def score_rollouts(self, rollouts: list[Rollout]) -> None:
-        """Reference log-probs (when a KL penalty is on) and the critic's values before the
-        update (the 'old values' of value clipping and GAE)."""
+    def score_rollouts(self, rollouts: list[Rollout]) -> dict[str, float]:
+        """Before the update: pi_old (recomputed by the trained model, or the sampler's), the
+        policy's mean entropy on its own trained tokens, reference log-probs (when a KL
+        penalty is on) and the critic's values (the 'old values' of value clipping and GAE)."""
+        entropy, sampler_dev, tokens = 0.0, 0.0, 0.0
         for chunk in self.minibatches(rollouts):
-            batch = make_batch(chunk, self.pad_id, ())
+            batch = make_batch(chunk, self.pad_id, ("sampler_logp",))
+            scores = forward(self.policy.model, batch, entropy=True)
+            logp = scores["logp"] if self.old_logp == "recompute" else batch.tensors["sampler_logp"]
+            for r, lp in zip(chunk, unpad(logp, chunk)):
+                r.old_logp = lp
+            entropy += float((scores["entropy"] * batch.mask).sum())
+            sampler_ratio = (batch.tensors["sampler_logp"] - scores["logp"]).exp()
+            sampler_dev += float(((sampler_ratio - 1).abs() * batch.mask).sum())
+            tokens += float(batch.mask.sum())
             if self.ref_model is not None:
                 for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
                     r.ref_logp = lp
             if self.critic_active:
                 for r, v in zip(chunk, unpad(self.values(batch, None), chunk)):
                     r.old_values = v
+        tokens = max(tokens, 1.0)
+        stats = {"entropy": entropy / tokens}
+        if self.old_logp == "recompute":
+            stats["sampler_ratio_dev"] = sampler_dev / tokens
+        return stats
 
     def values(self, batch: TokenBatch, policy_scores: dict[str, torch.Tensor] | None) -> torch.Tensor:
         """Critic values (batch, width - 1): from the policy's own pass with a shared
@@ -305,12 +235,15 @@ class PolicyGradientTrainer:
         for _ in range(self.epochs):
             for chunk in self.minibatches(rollouts, generator):
                 batch = make_batch(chunk, self.pad_id, fields)
-                scores = forward(model, batch, self.value_head if shared_head else None, entropy=True)
+                scores = forward(model, batch, self.value_head if shared_head else None,
+                                 entropy=bool(self.entropy_coef))
                 t, mask = batch.tensors, batch.mask
+                if steps == 0:  # before any optimizer step: how far pi_old is from the model being trained
+                    ratio = (scores["logp"].detach() - t["old_logp"]).exp()
+                    ratio_dev = float(core_algos.masked_mean((ratio - 1).abs(), mask))
                 loss, stats = self.policy_loss(scores["logp"], t["old_logp"], t["advantages"], mask,
                                                clip_low=self.clip_low, clip_high=self.clip_high, agg=self.loss_agg)
-                stats = {"pg_loss": loss.detach(), **stats,
-                         "entropy": core_algos.masked_mean(scores["entropy"].detach(), mask)}
+                stats = {"pg_loss": loss.detach(), **stats}
                 if self.kl_in_loss:
                     kl = core_algos.kl_penalty(scores["logp"], t["ref_logp"], self.kl_estimator)
                     kl_loss = core_algos.aggregate(kl, mask, self.loss_agg)
@@ -335,6 +268,6 @@ class PolicyGradientTrainer:
                     totals[k] = totals.get(k, 0.0) + float(v)
         model.eval()
         out = {k: v / steps for k, v in totals.items()}
-        out.update(pg_rollouts=len(rollouts), pg_updates=steps,
+        out.update(ratio_dev=ratio_dev, pg_rollouts=len(rollouts), pg_updates=steps,
                    pg_tokens=int(sum(sum(r.loss_mask) for r in rollouts)))
         return out

@@ -2,36 +2,31 @@
 token-level rewards, clipped ratio and value objectives, and a per-token KL penalty
 against a frozen copy of the initial policy (coefficient 0.05, the paper's).
 
-Rewards (`reward`): `sparse` puts the outcome on the final token; `dense` gives each text
-step the task's step reward on its last token; `orm` gives each step the score an outcome
-reward model (`training.orm`, anything with `value(texts) -> scores`) assigns to the trace
-up to that step. Rollouts from tree search (depth > 1) can instead use tree advantages
-(`advantage: tree`, or `auto`): a step's advantage is the mean leaf reward below the node
-it creates minus that below its parent, and each shared step is credited once.
+Rewards (`reward`, `training.rewards.step_scores`): `sparse` puts the outcome on the final
+token; `dense` gives each text step the task's step reward on its last token; `orm` gives
+each step the score the run's outcome reward model assigns to the trace up to that step.
+Rollouts from tree search (depth > 1) can instead use tree advantages (`advantage: tree`,
+or `auto`): a step's advantage is the mean leaf reward below the node it creates minus
+that below its parent, and each shared step is credited once. Tree advantages use the
+verifier's leaf rewards, so they go with `reward: sparse` only (`auto` picks GAE for the
+other rewards).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Protocol
 
 import torch
 
 from search import SearchResult
-from tasks.rewards import REWARD_MODES, step_rewards
 from training import core_algos
-from training.pg import (PolicyGradientTrainer, Rollout, ValueHead, credit_shared_steps_once, per_node_advantages,
-                         text_step_ends)
+from training.pg import PolicyGradientTrainer, ValueHead
+from training.rewards import step_scores
+from training.rollouts import Rollout, credit_shared_steps_once, per_node_advantages, text_step_ends
 
 ADVANTAGES = ("gae", "tree", "auto")
 CRITICS = ("shared", "separate")
 KL_PLACES = ("reward", "loss")
-
-
-class OutcomeRewardModel(Protocol):
-    """What `reward: orm` needs: a score for each (prompt + partial trace) text."""
-
-    def value(self, texts: list[str]) -> list[float]: ...
 
 
 def tree_depth(result: SearchResult) -> int:
@@ -41,11 +36,10 @@ def tree_depth(result: SearchResult) -> int:
 class PPO(PolicyGradientTrainer):
     name = "ppo"
 
-    def __init__(self, *, reward: str = "sparse", advantage: str = "auto", gamma: float = 1.0, lam: float = 0.95,
+    def __init__(self, *, advantage: str = "auto", gamma: float = 1.0, lam: float = 0.95,
                  whiten_advantages: bool = True, critic: str = "shared", critic_lr: float | None = None,
                  vf_coef: float = 0.5, value_clip: float | None = 0.2, kl_coef: float = 0.05,
-                 kl_estimator: str = "k1", kl_loss_estimator: str = "k3", kl_in: str = "reward",
-                 orm: OutcomeRewardModel | None = None, **kwargs):
+                 kl_estimator: str = "k1", kl_loss_estimator: str = "k3", kl_in: str = "reward", **kwargs):
         # The base class puts `kl_estimator` into the loss. k1 has the wrong gradient there: on
         # reused samples it only lowers the likelihood of every sampled token (with tree
         # advantages, where most tokens carry no advantage, that alone collapsed the tiny policy
@@ -54,20 +48,18 @@ class PPO(PolicyGradientTrainer):
             core_algos.lookup(core_algos.KL_ESTIMATORS, value, f"trainer.{key}")
         super().__init__(kl_coef=kl_coef, kl_estimator=kl_loss_estimator, **kwargs)
         self.reward_kl_estimator = kl_estimator
-        for key, value, choices in (("reward", reward, REWARD_MODES + ("orm",)), ("advantage", advantage, ADVANTAGES),
-                                    ("critic", critic, CRITICS), ("kl_in", kl_in, KL_PLACES)):
+        for key, value, choices in (("advantage", advantage, ADVANTAGES), ("critic", critic, CRITICS),
+                                    ("kl_in", kl_in, KL_PLACES)):
             if value not in choices:
                 raise ValueError(f"trainer.{key}: {value!r} is not one of {list(choices)}")
-        self.reward, self.advantage, self.gamma, self.lam = reward, advantage, gamma, lam
+        if advantage == "tree" and self.reward != "sparse":
+            raise ValueError(f"trainer.advantage=tree uses the verifier's leaf rewards; trainer.reward={self.reward} "
+                             "needs advantage=gae (or auto)")
+        self.advantage, self.gamma, self.lam = advantage, gamma, lam
         self.whiten_advantages, self.critic, self.vf_coef, self.value_clip = whiten_advantages, critic, vf_coef, value_clip
         self.critic_lr = self.lr if critic_lr is None else critic_lr
         self.kl_in = kl_in
-        self.orm = orm
         self.uses_critic = advantage != "tree"
-
-    def set_orm(self, orm: OutcomeRewardModel) -> None:
-        """Attach the outcome reward model that `reward: orm` scores steps with."""
-        self.orm = orm
 
     def build_critic(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         self.value_head = ValueHead(model.config.hidden_size)
@@ -77,10 +69,7 @@ class PPO(PolicyGradientTrainer):
         return list(self.value_head.parameters())
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
-        if self.reward == "orm" and self.orm is None:
-            raise ValueError("trainer.reward=orm needs an outcome reward model: pass `orm=` or call "
-                             "PPO.set_orm(model) with an object that has value(texts) -> list[float]")
-        deep = any(tree_depth(r) > 1 for r in results)
+        deep = any(tree_depth(r) > 1 for r in results) and self.reward == "sparse"
         self.mode = "tree" if self.advantage == "tree" or (self.advantage == "auto" and deep) else "gae"
         self.critic_active = self.mode == "gae"
         # KL in the reward needs per-token rewards; tree advantages have none, so it moves to the loss
@@ -113,7 +102,7 @@ class PPO(PolicyGradientTrainer):
     def token_rewards(self, rollouts: list[Rollout]) -> list[list[float]]:
         """Per response token: each text step's reward on its last token, minus the KL
         penalty kl_coef * KL(old, ref) on every token when the KL sits in the reward."""
-        per_step = self.step_scores(rollouts)
+        per_step = step_scores(self.task, [(r.result.problem, r.trace) for r in rollouts], self.reward, self.orm)
         out = []
         for r, scores in zip(rollouts, per_step):
             row = [0.0] * len(r.response_ids)
@@ -123,22 +112,4 @@ class PPO(PolicyGradientTrainer):
                 kl = core_algos.kl_penalty(torch.tensor(r.old_logp), torch.tensor(r.ref_logp), self.reward_kl_estimator)
                 row = [x - self.kl_coef * float(k) for x, k in zip(row, kl)]
             out.append(row)
-        return out
-
-    def step_scores(self, rollouts: list[Rollout]) -> list[list[float]]:
-        if self.reward != "orm":
-            return [step_rewards(self.task, r.result.problem, r.trace.text, self.reward) for r in rollouts]
-        texts, owners = [], []
-        for i, r in enumerate(rollouts):
-            prefix = r.trace.prompt
-            for step in self.task.split_steps(r.trace.text):
-                prefix += step
-                texts.append(prefix)
-                owners.append(i)
-        scores = list(self.orm.value(texts))
-        if len(scores) != len(texts):
-            raise ValueError(f"the ORM returned {len(scores)} scores for {len(texts)} texts")
-        out: list[list[float]] = [[] for _ in rollouts]
-        for i, s in zip(owners, scores):
-            out[i].append(float(s))
         return out

@@ -22,6 +22,10 @@ With mostly wrong traces, training on all of them drags a small policy toward it
 mistakes faster than the marker separates them (on easy Countdown at 2% correct, the reward
 falls 0.13 -> 0.03 in four rounds). `bad_per_good` balances the classes as reward-conditioned
 methods often do: per problem, at most that many BAD traces per GOOD one are kept.
+
+Which traces are GOOD follows `reward` exactly as Expert Iteration's correct ones do
+(`training.ei`): the verifier's reward, every text step's task reward (dense), or the run's
+ORM's score, against `good_threshold` (null: 1.0, or 0.5 with `reward: orm`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from policies import Policy
 from search import SearchResult
 from tasks import Problem, Task
 from training.ei import ExpertIteration, dedup_key
+from training.rewards import RewardModel
 
 GOOD = "<good>\n"  # return marker of traces with reward >= good_threshold; the one used to sample
 BAD = "<bad>\n"  # return marker of every other trace
@@ -85,21 +90,24 @@ class ConditionedTask(Task):
 
 
 def conditioned_examples(results: list[SearchResult], task: Task, iteration: int, good_threshold: float = 1.0,
-                         strategy: str = "", bad_per_good: float | None = None) -> list[dict[str, Any]]:
+                         strategy: str = "", bad_per_good: float | None = None,
+                         scores: list[list[float]] | None = None) -> list[dict[str, Any]]:
     """Every trace of one round, deduplicated by (problem, whitespace-normalised text), with
-    its prompt rebuilt from the unconditioned `task` and prefixed by its return marker; with
-    `bad_per_good`, only the first floor(bad_per_good * #GOOD) BAD traces of each problem."""
+    its prompt rebuilt from the unconditioned `task` and prefixed by its return marker (GOOD
+    when its score, the reward unless `scores` gives one per trace of each result, reaches
+    `good_threshold`); with `bad_per_good`, only the first floor(bad_per_good * #GOOD) BAD
+    traces of each problem."""
     seen: set[tuple[str, str]] = set()
     out = []
-    for r in results:
+    for i, r in enumerate(results):
         prompt = task.prompt(r.problem)
         good, bad = [], []
-        for t in r.traces():
+        for j, t in enumerate(r.traces()):
             key = dedup_key(t.problem_id, t.text)
             if key in seen:
                 continue
             seen.add(key)
-            is_good = t.reward >= good_threshold
+            is_good = (t.reward if scores is None else scores[i][j]) >= good_threshold
             (good if is_good else bad).append({"problem_id": t.problem_id, "prompt": (GOOD if is_good else BAD) + prompt,
                                                "completion": t.text, "reward": t.reward, "iteration": iteration,
                                                "strategy": strategy})
@@ -115,12 +123,13 @@ class RCRL(ExpertIteration):
 
     name = "rcrl"
 
-    def __init__(self, sft: dict | None = None, good_threshold: float = 1.0, bad_per_good: float | None = None,
-                 reset_each_round: bool = True, accumulate: bool = True, seed: int = 0, progress: bool = False):
-        super().__init__(sft, reset_each_round, accumulate, seed, progress)
+    def __init__(self, sft: dict | None = None, good_threshold: float | None = None, bad_per_good: float | None = None,
+                 reset_each_round: bool = True, accumulate: bool = True, reward: str = "sparse",
+                 orm: RewardModel | None = None, seed: int = 0, progress: bool = False):
+        super().__init__(sft, reset_each_round, accumulate, reward, good_threshold, orm, seed, progress)
         if bad_per_good is not None and bad_per_good < 0:
             raise ValueError(f"trainer.bad_per_good must be >= 0 or null, got {bad_per_good}")
-        self.good_threshold, self.bad_per_good = good_threshold, bad_per_good
+        self.bad_per_good = bad_per_good
 
     def setup(self, policy: Policy, task: Task) -> ConditionedTask:
         """Returns the task the loop must search and evaluate with: plain prompts until the
@@ -131,7 +140,8 @@ class RCRL(ExpertIteration):
         return self.conditioned
 
     def examples(self, iteration: int, results: list[SearchResult], strategy: str) -> list[dict[str, Any]]:
-        return conditioned_examples(results, self.task, iteration, self.good_threshold, strategy, self.bad_per_good)
+        return conditioned_examples(results, self.task, iteration, self.good_threshold, strategy, self.bad_per_good,
+                                    self.scores(results))
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:
         stats = super().step(iteration, results)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from training.core_algos import entropy_from_logits
+
 IGNORE = -100
 
 
@@ -75,6 +77,25 @@ def labelled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch
     mask = targets != IGNORE
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     return logp * mask, mask
+
+
+@torch.no_grad()
+def completion_entropy(model, tokenizer, pairs: Sequence[tuple[list[int], list[int]]], batch_size: int = 32) -> float:
+    """Mean per-token entropy of `model`'s next-token distribution over the completion
+    tokens of (prompt ids, completion ids) pairs: how spread the policy is on its own
+    samples (nan for no tokens). One no-grad pass, in eval mode."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(pairs), batch_size):
+        batch = collate(list(pairs[start : start + batch_size]), pad_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        mask = batch["labels"][:, 1:] != IGNORE
+        total += float((entropy_from_logits(logits) * mask).sum())
+        count += int(mask.sum())
+    model.train(was_training)
+    return total / count if count else float("nan")
 
 
 def sft(

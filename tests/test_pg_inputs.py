@@ -1,0 +1,171 @@
+"""What the policy-gradient trainers receive is what the sampler did: evolution's crossover
+and rewrite nodes (issue 11, item 3), pi_old recomputed by the trained model (item 4),
+dropped traces counted by reason, and the policy's entropy on its own samples, on a real
+tiny Llama and its character tokenizer."""
+
+import copy
+import math
+
+import pytest
+
+from policies.hf import HFPolicy
+from policies.tiny import build_tiny_model
+from search import Budget, SearchResult
+from search.evolution import Evolution
+from search.expand import Expansion, Sampler, expand, label_terminal, start
+from search.sampling import Sampling
+from tasks.countdown import Countdown
+from training.ei import ExpertIteration
+from training.grpo import GRPO
+from training.ppo import PPO
+from training.rollouts import build_rollouts, encode_trace, mask_off_context
+
+TASK = dict(min_numbers=3, max_numbers=3, number_range=(1, 4), target_range=(1, 24), train_size=20, test_size=2,
+            reference_count=2)
+A = ["1 + 2 = 3 (left: 3 3)\n", "3 * 3 = 9 (left: 9)\n", "answer: (1 + 2) * 3\n"]
+B = ["2 + 1 = 3 (left: 3 3)\n", "3 * 3 = 9 (left: 9)\n", "answer: 3 * (2 + 1)\n"]
+
+
+@pytest.fixture(scope="module")
+def raw():
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    return Countdown(**TASK), HFPolicy(model, tokenizer), copy.deepcopy(model.state_dict())
+
+
+def grow_trace(state, policy, task, steps):
+    """Hang `steps` under the root as sampled nodes: the tokenizer's ids (EOS after the
+    last step) with placeholder log-probs, the last one judged by the verifier."""
+    node = state.tree.root
+    for i, text in enumerate(steps):
+        ids = policy.encode_continuation(text) + ([policy.tokenizer.eos_token_id] if i == len(steps) - 1 else [])
+        node = state.tree.add_child(node, text, token_ids=ids, logprobs=[-1.0] * len(ids), tokens=len(ids),
+                                    finish_reason="eos" if i == len(steps) - 1 else "stop")
+    label_terminal(state, node, task)
+    return node
+
+
+def spliced_state(task, policy):
+    """A problem whose two traces share their second step's text after different first steps,
+    and the crossover child of the two (a's first two steps, then b's answer)."""
+    state = start(task.problems("train", limit=1), task, Budget(), "evolution")[0]
+    a, b = grow_trace(state, policy, task, A), grow_trace(state, policy, task, B)
+    child = Evolution(seed=0).crossover(state, a, b, task)
+    return state, b, child
+
+
+def test_crossover_children_carry_the_sampled_token_ids_and_encode(raw):
+    task, policy, _ = raw
+    state, b, child = spliced_state(task, policy)
+    tree = state.tree
+    assert child is not None and tree.prefix(child) == A[0] + A[1] + B[2]
+    assert tree[child]["token_ids"] == tree[b]["token_ids"] and tree[child]["logprobs"] == tree[b]["logprobs"]
+    assert tree[child]["off_context"]  # sampled after B's first step, now after A's
+    result = SearchResult(state.problem, tree, tokens=0, calls=0, wall_time=0.0)
+    trace = next(t for t in tree.traces() if t.node_ids[-1] == child)
+    rollout = encode_trace(policy, result, trace)  # raised TokenMismatch before: the copy had no ids
+    assert mask_off_context([rollout]) == len(tree[child]["token_ids"])
+    cut = rollout.step_ends[1]
+    assert rollout.loss_mask[:cut] == [1.0] * cut and set(rollout.loss_mask[cut:]) == {0.0}
+
+
+def test_a_step_sampled_under_another_prompt_is_off_context(raw):
+    task, policy, _ = raw
+    state = start(task.problems("train", limit=1), task, Budget(), "evolution")[0]
+    sampler = Sampler(max_new_tokens=8)
+    plain, rewrite = expand([Expansion(state, 0, 1), Expansion(state, 0, 1, prompt="Rewrite this step: 1 + 1\n")],
+                            policy, task, sampler, seed=0, iteration=0)
+    assert not state.tree[plain[0]]["off_context"] and state.tree[rewrite[0]]["off_context"]
+
+
+def test_grpo_trains_spliced_traces_on_their_own_steps_and_counts_drops_by_reason(raw):
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    state, b, child = spliced_state(task, policy)
+    broken = grow_trace(state, policy, task, ["1 + 3 = 4 (left: 4 2)\n", "answer: 1 + 3\n"])
+    state.tree[state.tree.parent(broken)]["token_ids"] = policy.encode_continuation("1 + 3 = 4 (left: 4 2)")  # lost "\n"
+    result = SearchResult(state.problem, state.tree, tokens=0, calls=0, wall_time=0.0)
+    trainer = GRPO(lr=1e-4, minibatch_size=8, kl_coef=0.0)
+    trainer.setup(policy, task)
+    stats = trainer.step(1, [result])
+    assert (stats["traces_dropped"], stats["traces_dropped_retokenise"], stats["traces_dropped_empty"]) == (1, 1, 0)
+    assert stats["pg_rollouts"] == 3 and stats["off_context_tokens"] == len(state.tree[child]["token_ids"])
+    rollouts, _ = build_rollouts(policy, [result])
+    assert stats["pg_tokens"] == sum(len(r.response_ids) for r in rollouts) - stats["off_context_tokens"]
+
+
+@pytest.mark.parametrize("make", [lambda mode: GRPO(lr=1e-4, minibatch_size=8, old_logp=mode),
+                                  lambda mode: PPO(lr=1e-4, minibatch_size=8, old_logp=mode)], ids=["grpo", "ppo"])
+def test_recomputed_old_logp_removes_the_bf16_sampler_mismatch(raw, make):
+    """Sampling with a bf16 copy of the weights records log-probs ~1e-3 off the fp32 model's;
+    recomputed pi_old starts every update at ratio 1."""
+    task, _, weights = raw
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    policy = HFPolicy(model, tokenizer, sample_dtype="bfloat16")
+    results = Sampling(n=4, max_new_tokens=32, seed=1).search(task.problems("train", limit=8, seed=0), policy, task,
+                                                              Budget())
+    dev = {}
+    for mode in ("recompute", "sampler"):
+        model.load_state_dict(weights)
+        trainer = make(mode)
+        trainer.setup(policy, task)
+        dev[mode] = trainer.step(1, results)
+    print({m: {k: s[k] for k in ("ratio_dev", "sampler_ratio_dev") if k in s} for m, s in dev.items()})
+    assert dev["recompute"]["ratio_dev"] < 1e-6
+    assert dev["sampler"]["ratio_dev"] > 5e-4 and dev["sampler"]["ratio_dev"] > 100 * dev["recompute"]["ratio_dev"]
+    assert dev["recompute"]["sampler_ratio_dev"] == pytest.approx(dev["sampler"]["ratio_dev"], rel=0.2)
+
+
+def test_every_trainer_logs_the_policys_entropy_on_its_own_samples(raw):
+    """The untrained model is near uniform over its 100-symbol vocabulary: entropy ~ ln 100,
+    measured by the policy-gradient pass and by EI's no-grad pass alike."""
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    results = Sampling(n=2, max_new_tokens=24, seed=3).search(task.problems("train", limit=6, seed=0), policy, task,
+                                                              Budget())
+    ei = ExpertIteration(sft={"epochs": 1}, reset_each_round=False)
+    ei.setup(policy, task)
+    pg = GRPO(lr=1e-4, minibatch_size=8, kl_coef=0.0)
+    pg.setup(policy, task)
+    pg_stats = pg.step(1, results)
+    policy.model.load_state_dict(weights)
+    ei_stats = ei.step(1, results)
+    assert abs(pg_stats["entropy"] - math.log(policy.model.config.vocab_size)) < 0.1
+    assert ei_stats["entropy"] == pytest.approx(pg_stats["entropy"], abs=0.02)
+
+
+def test_expert_iteration_counts_examples_too_long_to_train_whole(raw):
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    results = []
+    for problem in task.problems("train", limit=3):
+        state = start([problem], task, Budget(), "sampling")[0]
+        for trace in task.reference_traces(problem)[:1]:
+            grow_trace(state, policy, task, task.split_steps(trace))
+        results.append(SearchResult(problem, state.tree, tokens=0, calls=0, wall_time=0.0))
+    total = [len(policy.encode_prompt(t.prompt)) + sum(map(len, t.step_token_ids)) for r in results for t in r.traces()]
+    limit = sorted(total)[1]  # prompt + completion + EOS: the longest example does not fit
+    ei = ExpertIteration(sft={"epochs": 1, "max_length": limit}, reset_each_round=False)
+    ei.setup(policy, task)
+    stats = ei.step(1, results)
+    assert stats["new_examples"] == 3
+    assert stats["traces_dropped"] == stats["traces_dropped_length"] == sum(n > limit for n in total) >= 1
+
+
+def test_grpo_dense_scores_a_trace_by_the_sum_of_its_step_rewards(raw):
+    """A reference solution earns 1 per legal step and 1 for its answer; the same first step
+    followed by a wrong answer earns 1; a trace that starts with an illegal step earns 0."""
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    problem = task.problems("train", limit=1)[0]
+    steps = task.split_steps(task.reference_traces(problem)[0])
+    state = start([problem], task, Budget(), "sampling")[0]
+    for trace in (steps, steps[:1] + ["answer: 1 + 1\n"], ["9 * 9 = 81 (left: 81)\n", steps[-1]]):
+        grow_trace(state, policy, task, trace)
+    result = SearchResult(problem, state.tree, tokens=0, calls=0, wall_time=0.0)
+    scores = {}
+    for reward in ("sparse", "dense"):
+        trainer = GRPO(lr=1e-4, minibatch_size=8, kl_coef=0.0, reward=reward)
+        trainer.setup(policy, task)
+        scores[reward] = trainer.step(1, [result])["mean_trace_score"]
+    assert scores["sparse"] == pytest.approx(1 / 3)
+    assert scores["dense"] == pytest.approx((len(steps) + 1 + 0) / 3)
