@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,9 +36,24 @@ class SearchResult:
 
 class Strategy(Protocol):
     """A search algorithm. It searches ALL problems in lockstep: each round gathers every
-    pending expansion of every tree into one `policy.sample` call."""
+    pending expansion of every tree into one `policy.sample` call.
+
+    Built by Hydra from its YAML plus `seed=` (the training loop seeds every iteration's
+    strategy afresh), so its constructor must take `seed` (`require_seed` checks this
+    before any model loads)."""
 
     name: str
 
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         ...
+
+
+def require_seed(target: str) -> None:
+    """Refuse, in one line, a strategy class (`search._target_`) whose constructor cannot
+    take `seed=`: the loop would otherwise fail only after the iteration-0 evaluation."""
+    from hydra.utils import get_class
+
+    params = inspect.signature(get_class(target)).parameters.values()
+    if not any(p.name == "seed" or p.kind is p.VAR_KEYWORD for p in params):
+        raise ValueError(f"search._target_={target}: its constructor must accept seed= (the loop seeds each "
+                         "iteration's strategy); add `seed: int = 0` to its __init__")

@@ -7,10 +7,13 @@ do torch, transformers and the loop load.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from search.result import require_seed
 from search.threads import use_threads
 from training.config_check import check_training_config
 
@@ -18,6 +21,11 @@ from training.config_check import check_training_config
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     check_training_config(cfg)
+    try:
+        require_seed(cfg.search._target_)
+    except (ValueError, ImportError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        sys.exit(2)
     use_threads(cfg.get("threads"))
     from transformers.utils import logging as transformers_logging
 
