@@ -41,7 +41,7 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     use_tokenizer(task, policy.tokenizer)
     strategy = instantiate(cfg.search)
     budget = Budget(**OmegaConf.to_container(cfg.budget, resolve=True))
-    problems = task.problems(cfg.eval.split, limit=limit, seed=cfg.seed)
+    problems = task.problems(cfg.task.get("split") or cfg.eval.split, limit=limit, seed=cfg.seed)
     results = strategy.search(problems, policy, task, budget)
     summary = summarize(task, results, cfg.eval.k)
     greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens, cfg.progress)

@@ -1,8 +1,9 @@
 """Building a task from its Hydra config group.
 
 A task config may carry `limit` (how many problems `search.run` evaluates, so that
-`task.limit=50` works on the command line); it is a run setting, not part of the task,
-so it is neither passed to the constructor nor hashed into cached base models.
+`task.limit=50` works on the command line) and `split` (which split it evaluates instead of
+`eval.split`: `task=game24 task.split=tot`); they are run settings, not part of the task,
+so they are neither passed to the constructor nor hashed into cached base models.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from omegaconf import OmegaConf
 
 from tasks.base import Task
 
-RUN_KEYS = ("limit",)
+RUN_KEYS = ("limit", "split")
 
 
 def task_definition(cfg: Any) -> dict[str, Any]:
