@@ -82,9 +82,11 @@ def test_a_strategy_from_outside_the_package_is_checked_by_key_name_and_its_own_
 
 
 def run_entry(module, *overrides, cwd):
-    """Run an entry point; report whether torch got imported before it exited."""
-    probe = ("import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', 'torch' in sys.modules, "
-             f"file=sys.stderr)); sys.argv = ['x', *sys.argv[1:]]; runpy.run_module({module!r}, run_name='__main__')")
+    """Run an entry point; report whether torch (or transformers, or scipy: seconds to import on a
+    busy machine) got imported before it exited."""
+    probe = ("import atexit, runpy, sys; atexit.register(lambda: print('torch imported:', any(m in sys.modules for m in "
+             "('torch', 'transformers', 'scipy')), file=sys.stderr)); sys.argv = ['x', *sys.argv[1:]]; "
+             f"runpy.run_module({module!r}, run_name='__main__')")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe, *overrides, f"hydra.run.dir={cwd}"], capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
