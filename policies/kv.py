@@ -158,8 +158,8 @@ class DecodeCache:
         """The KV of slot `slot`'s prompt and generated tokens, from token `start` on."""
         prompt = int(self.slot_prompt[slot])
         prompt_length = int(self.prompts.mask[prompt].sum())
-        generated = [(k[slot, :, max(0, start - prompt_length) : self.length], v[slot, :, max(0, start - prompt_length) : self.length])
-                     for k, v in zip(self.keys, self.values)]
+        first = max(0, start - prompt_length)
+        generated = [(k[slot, :, first : self.length], v[slot, :, first : self.length]) for k, v in zip(self.keys, self.values)]
         if start >= prompt_length:
             return generated
         head = self.prompts.row_kv(prompt, start)

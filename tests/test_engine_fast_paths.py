@@ -189,3 +189,24 @@ def test_decode_buffer_holds_what_the_call_can_generate(monkeypatch):
     policy.sample(LONG_PROMPTS, n=2, max_new_tokens_per_prompt=[3, 5, 0, 2, 1], max_new_tokens=100, temperature=1.0, seed=1)
     policy.sample(LONG_PROMPTS, n=2, max_new_tokens=500, temperature=1.0, seed=1)
     assert columns == [5, policies.engine.INITIAL_DECODE_COLUMNS]
+
+
+def test_grouped_query_attention_matches_generate_and_teacher_forcing():
+    """Shared-prefix attention pairs each query head with its KV head as repeat_kv does."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = build_tiny_model("1m")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    policy = HFPolicy(model, tok)
+    results = policy.sample(LONG_PROMPTS, n=2, max_new_tokens=15, temperature=1.0, seed=2)
+    pairs = [(policy.encode_prompt(p), s.token_ids) for p, per in zip(LONG_PROMPTS, results) for s in per]
+    for sample, forced in zip([s for per in results for s in per], policy.sequence_logprobs(pairs)):
+        assert sample.logprobs == pytest.approx(forced, abs=1e-4)
+    (greedy,), = policy.sample([LONG_PROMPTS[1]], max_new_tokens=15, temperature=0)
+    ids = torch.tensor([policy.encode_prompt(LONG_PROMPTS[1])])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=15, do_sample=False)
+    assert greedy.token_ids == out[0, ids.shape[1] :].tolist()
