@@ -2,10 +2,11 @@
 
 Two torch pools as wide as the machine, on the same cores, slow each other down by an
 order of magnitude (threads spin waiting for each other). A job therefore takes, in this
-order: the `threads` config key; `OMP_NUM_THREADS` when the environment sets it; its share
-of the launcher's cores (joblib: usable cores // n_jobs; Ray: the task's `num_cpus`;
-SLURM: `cpus_per_task`); else every core this process may use. The choice is printed
-once at start, because the thread count is part of what makes a run reproducible.
+order: the `threads` config key; in a multirun, its share of the launcher's cores
+(joblib: usable cores // n_jobs; Ray: the task's `num_cpus`; SLURM: `cpus_per_task`),
+which knows how many jobs run side by side; `OMP_NUM_THREADS` when the environment sets
+it; else every core this process may use. The choice is printed once at start, because
+the thread count is part of what makes a run reproducible.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+
+from search.console import say
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -54,11 +57,13 @@ def pick_threads(requested: int | None, launcher: Mapping[str, Any] | None,
     cores = cores or usable_cores()
     if requested is not None:
         return requested, "threads from the config"
+    share = launcher_share(launcher, cores)
+    if share:
+        return share
     env = environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) >= 1:
         return int(env), "OMP_NUM_THREADS"
-    share = launcher_share(launcher, cores)
-    return share or (cores, f"all {cores} usable cores")
+    return cores, f"all {cores} usable cores"
 
 
 def hydra_launcher() -> Mapping[str, Any] | None:
@@ -81,5 +86,5 @@ def use_threads(requested: int | None) -> int:
     import torch
 
     torch.set_num_threads(threads)
-    print(f"threads: {threads} ({why}; the threads key overrides)", flush=True)
+    say(f"threads: {threads} ({why}; the threads key overrides)")
     return threads

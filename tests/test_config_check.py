@@ -145,9 +145,9 @@ def test_joblib_jobs_share_the_cores_and_other_launchers_take_their_reservation(
     assert launcher_share({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, cores=4) is None
 
 
-def test_the_threads_key_beats_the_environment_which_beats_the_launcher_share():
+def test_the_threads_key_beats_the_launcher_share_which_beats_the_environment():
     joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}
     assert pick_threads(3, joblib, environ={"OMP_NUM_THREADS": "1"}, cores=8)[0] == 3
-    assert pick_threads(None, joblib, environ={"OMP_NUM_THREADS": "1"}, cores=8)[0] == 1
-    assert pick_threads(None, joblib, environ={}, cores=8)[0] == 4
+    assert pick_threads(None, joblib, environ={"OMP_NUM_THREADS": "8"}, cores=8)[0] == 4
+    assert pick_threads(None, None, environ={"OMP_NUM_THREADS": "1"}, cores=8) == (1, "OMP_NUM_THREADS")
     assert pick_threads(None, None, environ={}, cores=8) == (8, "all 8 usable cores")
