@@ -136,3 +136,72 @@ def test_viewer_in_a_browser(page: Page, tmp_path: Path) -> None:
 
     assert page.errors == []
     assert page.blocked == []  # the page asked for nothing outside itself
+
+
+def dot(page: sync_api.Page, node: int) -> sync_api.Locator:
+    return page.locator(f'#graph .gnode[data-id="{node}"]')
+
+
+def transform(page: sync_api.Page) -> tuple[float, float, float]:
+    """(x, y, scale) of the drawing's pan/zoom transform."""
+    text = page.locator("#viewport").get_attribute("transform") or ""
+    match = re.fullmatch(r"translate\(([-\d.e]+),([-\d.e]+)\) scale\(([-\d.e]+)\)", text)
+    assert match, text
+    return tuple(float(v) for v in match.groups())
+
+
+def test_the_drawing_pans_zooms_colours_and_opens_nodes(page: Page, tmp_path: Path) -> None:
+    p, expect = page.page, sync_api.expect
+    p.click("#view-drawing")
+    expect(p.locator("body")).to_have_attribute("data-view", "drawing")
+    expect(p.locator("#tree")).to_be_hidden()
+    # Every node of the small tree is a dot, every parent link an edge; the correct path is marked.
+    expect(p.locator("#graph .gnode")).to_have_count(8)
+    expect(p.locator("#graph .edge")).to_have_count(7)
+    assert p.locator("#graph .edge.on-correct-path").evaluate_all("es => es.map(e => e.dataset.to)") == ["1", "2"]
+    expect(dot(p, 2)).to_have_class(re.compile(r"\bok\b"))
+    expect(dot(p, 4)).to_have_class(re.compile(r"\bbad\b"))
+    # Colour by value: node 2 has the highest value (1.0), node 4 the lowest (0.0).
+    fill = lambda n: dot(p, n).locator("circle").get_attribute("fill")
+    assert (fill(2), fill(4), fill(7)) == ("hsl(120, 70%, 70%)", "hsl(0, 70%, 70%)", "#e4e4e4")  # 7: NaN value
+    p.select_option("#colour", "reward")  # node 1: one correct terminal of two below it
+    assert (fill(1), fill(2)) == ("hsl(60, 70%, 70%)", "hsl(120, 70%, 70%)")
+    expect(dot(p, 7).locator("text")).to_have_text(INJECTION[:23] + "…")  # shown as text, never run
+
+    # Zoom (button, wheel) changes the scale; a drag pans by the distance dragged.
+    x0, y0, k0 = transform(p)
+    p.click("#zoom-in")
+    assert transform(p)[2] == pytest.approx(k0 * 1.25)
+    box = p.locator("#graph").bounding_box()
+    p.mouse.move(box["x"] + 40, box["y"] + box["height"] - 40)  # empty corner: no node there
+    p.mouse.wheel(0, -300)
+    expect(p.locator("#viewport")).not_to_have_attribute("transform", re.compile(rf"scale\({k0 * 1.25}\)$"))
+    x1, y1, k1 = transform(p)
+    assert k1 > k0 * 1.25
+    p.mouse.down()
+    p.mouse.move(box["x"] + 140, box["y"] + box["height"] - 10, steps=5)
+    p.mouse.up()
+    x2, y2, k2 = transform(p)
+    assert (x2 - x1, y2 - y1, k2) == (pytest.approx(100), pytest.approx(30), k1)
+
+    # Clicking a dot after the pan fills the node panel, as a click on its outline row does.
+    dot(p, 2).locator("circle").click()
+    expect(p.locator("#detail-text")).to_have_text("15+7 = 22. Answer: 22\n")
+    expect(dot(p, 2)).to_have_class(re.compile(r"\bselected\b"))
+    p.fill("#search", "FIFTY")
+    expect(dot(p, 4)).to_have_class(re.compile(r"\bmatch\b"))
+    p.fill("#search", "")
+    p.click("#zoom-fit")
+    p.screenshot(path=str(tmp_path / "viewer_tree.png"))
+    assert (tmp_path / "viewer_tree.png").stat().st_size > 10_000
+    if shot_dir := os.environ.get("PLATEAU_SCREENSHOT_DIR"):
+        p.screenshot(path=str(Path(shot_dir) / "viewer_tree.png"))
+
+    # The 10 201-node tree: the first 3000 nodes breadth first, and it says so.
+    p.locator('#problems li[data-problem="iter_001/cd_big"]').click()
+    expect(p.locator("#drawn")).to_have_text("3000 of 10201 nodes drawn (breadth first)")
+    expect(p.locator("#graph .gnode")).to_have_count(3000)
+    p.click("#view-outline")
+    expect(row(p, 0)).to_be_visible()
+    assert page.errors == []
+    assert page.blocked == []
