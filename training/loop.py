@@ -28,6 +28,7 @@ from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
 from training.orm import WithORM, build_run_orm, strategy_overrides
 from training.plots import plot_run
+from training.tracking import open_tracking
 from training.trainer import Trainer
 
 
@@ -75,10 +76,12 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         print(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
               "nothing to do (raise iterations to continue it)", flush=True)
         return rows
+    tracking = open_tracking(cfg, folder.root, already_logged=len(rows))  # cfg.logger: TensorBoard, MLflow
     if not rows:
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
                  **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer)}]
         folder.write_metrics(rows)
+        tracking.log(rows)
         _print_row(rows[-1], None)
     cumulative = rows[-1]["cumulative_tokens"]
     for iteration in range(start + 1, cfg.iterations + 1):
@@ -98,7 +101,9 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
                                        scorer)})
         save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
+        tracking.log(rows)
         _print_row(rows[-1], rows[-2])
+    tracking.close()
     plot_run(folder.root)
     if cfg.save_trees and cfg.iterations > 0:  # iteration 0 only evaluates: it searches no trees
         write_view(folder.root)
