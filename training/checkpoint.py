@@ -28,6 +28,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from policies import Policy
+from search.console import say
 from search.run_folder import RunFolder, finite
 from training.trainer import Trainer
 
@@ -130,14 +131,14 @@ def resume(folder: RunFolder, policy: Policy, trainer: Trainer) -> tuple[int, li
         try:
             state = read_checkpoint(ckpt)
         except CheckpointError as e:
-            print(f"resume: skipping {ckpt}: {e}", flush=True)
+            say(f"resume: skipping {ckpt}: {e}")
             continue
         policy.update_weights(ckpt)
         trainer.load_state_dict(state["trainer"])
         set_rng_state(state["rng"])
-        print(f"resume: continuing from {ckpt} (iteration {state['iteration']})", flush=True)
+        say(f"resume: continuing from {ckpt} (iteration {state['iteration']})")
         return state["iteration"], state["metrics"]
     where = folder.root / "checkpoints"
     why = f"no checkpoint in {where} loads" if found else f"no complete checkpoint in {where}"
-    print(f"resume: {why}; starting from iteration 0", flush=True)
+    say(f"resume: {why}; starting from iteration 0")
     return 0, []

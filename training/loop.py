@@ -73,8 +73,8 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
 
     start, rows = resume(folder, policy, trainer) if cfg.resume else (0, [])
     if rows and start >= cfg.iterations:
-        print(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
-              "nothing to do (raise iterations to continue it)", flush=True)
+        say(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
+            "nothing to do (raise iterations to continue it)")
         return rows
     tracking = open_tracking(cfg, folder.root, already_logged=len(rows))  # cfg.logger: TensorBoard, MLflow
     if not rows:
