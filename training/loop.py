@@ -26,6 +26,7 @@ from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
+from training.cluster import build_searcher
 from training.orm import WithORM, build_run_orm, strategy_overrides
 from training.plots import plot_run
 from training.tracking import open_tracking
@@ -84,11 +85,12 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         tracking.log(rows)
         _print_row(rows[-1], None)
     cumulative = rows[-1]["cumulative_tokens"]
+    searcher = build_searcher(cfg, strategy_overrides(cfg, orm))  # cfg.cluster: this process, or Ray workers
     for iteration in range(start + 1, cfg.iterations + 1):
-        strategy = instantiate(cfg.search, seed=derived_seed(cfg.seed, iteration, 0), **strategy_overrides(cfg, orm))
         started = time.perf_counter()
-        results = strategy.search(train_problems, policy, task, budget)
+        results = searcher.search(train_problems, policy, task, budget, derived_seed(cfg.seed, iteration, 0))
         train = _train_summary(results)
+        train.update(searcher.stats())  # cluster=ray: shards_retried
         cumulative += train["search_tokens"]
         folder.write_traces(iteration, results)
         folder.write_trees(iteration, results, cfg.save_trees)
@@ -103,6 +105,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         folder.write_metrics(rows)
         tracking.log(rows)
         _print_row(rows[-1], rows[-2])
+    searcher.close()
     tracking.close()
     plot_run(folder.root)
     if cfg.save_trees and cfg.iterations > 0:  # iteration 0 only evaluates: it searches no trees

@@ -98,6 +98,35 @@ def completion_entropy(model, tokenizer, pairs: Sequence[tuple[list[int], list[i
     return total / count if count else float("nan")
 
 
+def batch_loss(model, batch: dict[str, torch.Tensor], shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """Mean cross-entropy over the labelled tokens of `batch`. With `shard=(rank, world)`
+    this process runs only its contiguous slice of the rows, its token sum divided by the
+    whole batch's labelled count and times `world`: DDP's gradient average over the world
+    is then exactly the whole batch's gradient. A rank whose slice is empty runs one row
+    at weight 0, so that it still joins the gradient all-reduce."""
+    rank, world = shard
+    if world == 1:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+    labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
+    rows = torch.tensor_split(torch.arange(len(batch["input_ids"])), world)[rank]
+    weight = world / max(1, labelled) if len(rows) else 0.0
+    rows = rows if len(rows) else torch.arange(1)
+    logits = model(input_ids=batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows]).logits
+    total = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][rows, 1:].flatten(),
+                            ignore_index=IGNORE, reduction="sum")
+    return total * weight
+
+
+def _world_mean(loss: torch.Tensor) -> float:
+    """The whole batch's loss from each rank's share of it."""
+    import torch.distributed as dist
+
+    value = loss.detach().clone()
+    dist.all_reduce(value)
+    return float(value) / dist.get_world_size()
+
+
 def sft(
     model,
     tokenizer,
@@ -106,11 +135,14 @@ def sft(
     seed: int = 0,
     progress: bool = False,
     optimizer: torch.optim.Optimizer | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, float]:
     """Fit `model` to the completions of `examples`; returns the mean loss of the last epoch.
 
     A caller that continues training across rounds passes its own `optimizer` so the
-    moments carry over; otherwise a fresh AdamW is made.
+    moments carry over; otherwise a fresh AdamW is made. `shard=(rank, world)` is one
+    process of data-parallel training (`training.cluster.ddp`, `model` wrapped in DDP):
+    it computes only its slice of every batch (`batch_loss`).
     """
     if not examples:
         return {"loss": float("nan"), "sft_tokens": 0}
@@ -128,14 +160,13 @@ def sft(
         order = torch.randperm(len(encoded), generator=generator).tolist()
         for start in range(0, len(order), config.batch_size):
             batch = collate([encoded[i] for i in order[start : start + config.batch_size]], pad_id, config.max_length)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+            loss = batch_loss(model, batch, shard)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss.item() if shard[1] == 1 else _world_mean(loss))
             tokens += int(batch["attention_mask"].sum())
             bar.update()
     bar.close()

@@ -1,0 +1,177 @@
+"""cluster=ray on a local Ray (2 CPUs): rollout workers are real actors with real tiny-model
+replicas, data-parallel SFT runs on Ray Train with gloo. Whole `training.loop.run`s are
+compared through what they write (metrics.jsonl, traces/)."""
+
+import copy
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import TINY_RUN
+from training.cluster import build_searcher
+from training.cluster.session import check_cluster
+
+ray = pytest.importorskip("ray", reason='pip install -e ".[ray]"')
+
+from training.cluster.rollouts import shard_bounds, shard_seed  # noqa: E402  (needs ray)
+
+CONF = os.path.join(os.path.dirname(__file__), "..", "conf")
+# Two iterations, so the second searches with weights the driver trained and pushed;
+# good_threshold 0 keeps every trace, so EI's SFT changes the weights even at reward 0.
+RUN = [o for o in TINY_RUN if not o.startswith(("logger", "iterations", "train_problems"))] + [
+    "iterations=2", "train_problems=6", "search.n=4", "search.batch=4", "search.max_new_tokens=32",
+    "trainer.good_threshold=0.0", "trainer.sft.epochs=1"]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=os.path.abspath(CONF), version_base="1.3"):
+        return compose("config", overrides=[*RUN, *overrides])
+
+
+def ray_config(workers, *overrides):
+    return config("cluster=ray", f"cluster.rollout_workers={workers}", *overrides)
+
+
+def rows(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.endswith("_time")} for line in lines]
+
+
+def traces(run_dir, iteration):
+    return [json.loads(line) for line in (run_dir / "traces" / f"iter_{iteration:03d}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(local_ray, tmp_path_factory):
+    """The same run in this process, on 1 Ray worker, and twice on 2 Ray workers."""
+    from training.loop import run
+
+    root = tmp_path_factory.mktemp("ray_runs")
+    made = {}
+    for name, cfg in [("local", config()), ("ray1", ray_config(1)), ("ray2", ray_config(2)), ("ray2_again", ray_config(2))]:
+        run(cfg, root / name)
+        made[name] = root / name
+    return made
+
+
+def test_shards_are_contiguous_and_cover_every_problem_once():
+    assert shard_bounds(7, 3) == [(0, 3), (3, 5), (5, 7)]
+    assert shard_bounds(2, 3) == [(0, 1), (1, 2)]  # no empty shard is sent
+    assert shard_seed(11, 0) == 11 and len({shard_seed(11, i) for i in range(8)}) == 8
+
+
+def test_bad_cluster_config_is_one_line_naming_the_key():
+    cfg = ray_config(2, "cluster.rollout_workers=0")
+    with pytest.raises(ValueError, match=r"cluster\.rollout_workers must be an integer >= 1, got 0"):
+        build_searcher(cfg, {})
+    with pytest.raises(ValueError, match="missing key"):
+        check_cluster(OmegaConf.create({"kind": "ray"}))
+
+
+@pytest.mark.slow
+def test_same_seed_and_worker_count_give_identical_runs(runs):
+    assert rows(runs["ray2"]) == rows(runs["ray2_again"])
+    assert [r["rollout_workers"] for r in rows(runs["ray2"]) if r["kind"] == "train"] == [2, 2]
+    for iteration in (1, 2):
+        assert traces(runs["ray2"], iteration) == traces(runs["ray2_again"], iteration)
+
+
+@pytest.mark.slow
+def test_one_ray_worker_searches_what_the_single_process_searches(runs):
+    """Shard 0 keeps the iteration's seed, and iteration 2 searches with the weights the
+    driver trained in iteration 1 and pushed: the traces of both iterations match."""
+    local, ray1 = rows(runs["local"]), rows(runs["ray1"])
+    assert traces(runs["local"], 2) == traces(runs["ray1"], 2)
+    assert traces(runs["local"], 1) == traces(runs["ray1"], 1)
+    assert traces(runs["local"], 1) != traces(runs["local"], 2)  # training changed what iteration 2 sampled
+    assert [r for r in local if r["kind"] == "eval"] == [r for r in ray1 if r["kind"] == "eval"]
+
+
+@pytest.mark.slow
+def test_one_and_two_workers_search_the_same_problems_with_the_same_accounting(runs):
+    for name in ("local", "ray1", "ray2"):
+        train_rows = [r for r in rows(runs[name]) if r["kind"] == "train"]
+        for row in train_rows:
+            found = traces(runs[name], row["iteration"])
+            assert row["search_tokens"] == sum(t["tokens"] for t in found) > 0
+            assert row["n_traces"] == len(found) == 6 * 4
+            assert row["search_calls"] == 1  # n = batch: one batched call per problem
+    ids = {name: [t["problem_id"] for t in traces(runs[name], 1)] for name in runs}
+    assert ids["ray1"] == ids["ray2"] == ids["local"] and len(set(ids["ray2"])) == 6
+
+
+def kill_first_searching_worker(name, killed, stop):
+    """Kill worker `name`'s process the first time it reports a shard in progress."""
+    while not stop.is_set():
+        try:
+            state = ray.get(ray.get_actor(name).state.remote(), timeout=10)
+        except (ValueError, ray.exceptions.RayError):
+            time.sleep(0.05)  # not created yet, or busy starting
+            continue
+        if state["shard"] is not None:
+            os.kill(state["pid"], signal.SIGKILL)
+            killed.append(state)
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_iteration_is_restarted_and_its_shard_searched_once(runs, tmp_path):
+    from training.loop import run
+
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_first_searching_worker, args=("plateau-rollout-1", killed, stop))
+    killer.start()
+    try:
+        run(ray_config(2), tmp_path)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed and killed[0]["shard"] == 1
+    train_rows = [r for r in rows(tmp_path) if r["kind"] == "train"]
+    assert [r["shards_retried"] for r in train_rows] == [1, 0]
+    for iteration in (1, 2):  # every problem searched once, and the re-run shard drew what it would have
+        found = traces(tmp_path, iteration)
+        assert [t["problem_id"] for t in found] == [t["problem_id"] for t in traces(runs["ray2"], iteration)]
+        assert found == traces(runs["ray2"], iteration)
+    expected = [{**r, "shards_retried": 1} if r["kind"] == "train" and r["iteration"] == 1 else r
+                for r in rows(runs["ray2"])]
+    assert rows(tmp_path) == expected  # the same run, one retried shard apart
+
+
+@pytest.mark.slow
+def test_two_gloo_workers_take_the_single_process_sft_step(local_ray):
+    from policies.tiny import build_tiny_model
+    from training.cluster.ddp import sft_data_parallel
+    from training.sft import SFTConfig, sft
+
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    start = copy.deepcopy(model.state_dict())
+    examples = [(f"{i} + {i + 2} =", f" {2 * i + 2}") for i in range(7)]  # odd: the two slices differ in size
+    config = SFTConfig(epochs=1, batch_size=7, lr=1e-2)
+    single = copy.deepcopy(model)
+    single_stats = sft(single, tokenizer, examples, config, seed=0)
+    cluster = OmegaConf.create({"address": None, "rollout_workers": 1, "train_workers": 2, "cpus_per_worker": 1,
+                                "gpus_per_worker": 0, "max_restarts": 0, "object_store_mb": 100})
+    stats, optimizer_state = sft_data_parallel(model, tokenizer, examples, config, cluster, seed=0)
+    assert stats["loss"] == pytest.approx(single_stats["loss"], rel=1e-5)
+    assert stats["sft_tokens"] == single_stats["sft_tokens"]
+    assert optimizer_state["state"][0]["step"] == 1
+    moved = max(float((value - start[name]).abs().max()) for name, value in single.state_dict().items())
+    assert moved > 1e-3  # the step changed the weights, so equal weights say the steps were equal
+    for name, value in single.state_dict().items():
+        assert float((model.state_dict()[name] - value).abs().max()) < 2e-5, name

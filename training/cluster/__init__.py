@@ -1,0 +1,66 @@
+"""Where a run searches: in this process (`cluster=local`) or on Ray workers (`cluster=ray`).
+
+The loop asks a *searcher* for each iteration's results and never learns which one it has;
+strategies and policies know nothing of Ray. `training.cluster.rollouts` holds the Ray
+worker group and `training.cluster.ddp` data-parallel SFT; both import Ray, which only the
+`ray` extra installs, so this module imports them only for `cluster=ray`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from policies import Policy
+from search import Budget, SearchResult
+from tasks import Problem, Task
+
+KINDS = ("local", "ray")
+
+
+class Searcher(Protocol):
+    def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget, seed: int) -> list[SearchResult]:
+        """Every problem searched once with the run's strategy seeded by `seed`, in problem order."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """What the last search adds to the train row."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalSearch:
+    """Today's single process: `cfg.search` instantiated each iteration and run here."""
+
+    def __init__(self, search_cfg: DictConfig, overrides: dict[str, Any]):
+        self.search_cfg, self.overrides = search_cfg, overrides
+
+    def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget, seed: int) -> list[SearchResult]:
+        return instantiate(self.search_cfg, seed=seed, **self.overrides).search(problems, policy, task, budget)
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def build_searcher(cfg: DictConfig, overrides: dict[str, Any]) -> Searcher:
+    """The searcher `cfg.cluster` names (`overrides`: objects the driver passes the strategy,
+    such as the run's ORM, which cannot travel to Ray workers)."""
+    cluster = cfg.get("cluster") or {"kind": "local"}
+    if cluster["kind"] not in KINDS:
+        raise ValueError(f"cluster.kind must be one of {KINDS}, got {cluster['kind']!r} (conf/cluster)")
+    if cluster["kind"] == "local":
+        return LocalSearch(cfg.search, overrides)
+    if overrides:
+        raise ValueError("cluster=ray: the search evaluator uses the run's ORM, which lives in the driver; "
+                         "use cluster=local or an evaluator without the ORM")
+    from training.cluster.rollouts import RayRollouts
+    from training.cluster.session import check_cluster
+
+    check_cluster(cfg.cluster)
+    return RayRollouts(cfg)
