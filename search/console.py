@@ -10,6 +10,8 @@ Hydra job (tests, notebooks) lines carry no label and bars follow `progress`.
 
 from __future__ import annotations
 
+import sys
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -39,9 +41,11 @@ def in_parallel_job() -> bool:
 
 
 def say(message: str) -> None:
-    """Print `message`, each line behind the job label, and flush (jobs share a terminal)."""
+    """Print `message`, each line behind the job label, in one write and flushed: jobs share
+    the terminal, and a line written in pieces can be split by another job's line."""
     label = job_label()
-    print("\n".join(label + line for line in message.splitlines()), flush=True)
+    sys.stdout.write("".join(f"{label}{line}\n" for line in message.splitlines()))
+    sys.stdout.flush()
 
 
 def quiet_in_parallel(cfg: DictConfig) -> None:
