@@ -96,18 +96,20 @@ class XoT:
             s.scratch.update(hints=hs, banned={}, revised=0)
             for h in hs:
                 self.attach(s, h, space, 0)
+        revised_rounds = 0
         for round_ in range(1, self.revisions + 1):
             if not self.revise(states, guide, space, costs, policy, task, round_):
                 break
+            revised_rounds = round_
         requests = [Expansion(s, s.tree.root, self.n, prompt=self.hint_prompt(s, space)) for s in states]
-        expand(requests, policy, task, self.sampler, seed=self.seed, iteration=self.revisions + 1, step=False)
+        expand(requests, policy, task, self.sampler, seed=self.seed, iteration=revised_rounds + 1, step=False)
         answers = []
         for s, cost in zip(states, costs):
             lm = [c for c in s.tree.children(s.tree.root) if s.tree[c]["finish_reason"] != GUIDE]
             answers.append(majority_vote([s.tree[c]["answer"] for c in lm]))
             final = [space.trace(h.states[-1]) for h in s.scratch["hints"]]
             s.tree.graph.graph["meta"].update(
-                rounds=self.revisions + 1,
+                rounds=revised_rounds + 1,
                 guide={"check": self.check, **cost.as_dict(), "revised": s.scratch["revised"], "hints": final,
                        "hints_solved": sum(space.is_solved(h.states[-1]) for h in s.scratch["hints"])},
                 guide_training={"folder": record["folder"], "cached": record["cached"], **{
