@@ -31,7 +31,8 @@ from tasks.config import build_task, use_tokenizer
 def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any]:
     """Search `eval.split` with the configured strategy and write `metrics.json` and trees
     into `out_dir`; returns the metrics."""
-    from policies.seeding import seed_everything  # torch: only once the config is known to be valid
+    from policies.seeding import seed_everything  # torch and scipy: only once the config is known to be valid
+    from search.health import search_health, value_auc
 
     seed_everything(cfg.seed)
     quiet_in_parallel(cfg)
@@ -46,7 +47,9 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     summary = summarize(task, results, cfg.eval.k)
     greedy = greedy_results(policy, task, problems, cfg.eval.max_new_tokens, cfg.progress)
     metrics = {"strategy": strategy.name, "problems": len(results), "k": cfg.eval.k, "maj@1": accuracy(task, greedy),
-               **summary, "wall_time_s": sum(r.wall_time for r in results)}
+               **summary, **search_health(results, budget),
+               **value_auc(results, policy, task, seed=cfg.seed, **cfg.health),
+               "wall_time_s": sum(r.wall_time for r in results)}
     folder = RunFolder(out_dir)
     write_atomic(folder.root / "metrics.json", strict_json(metrics, indent=2))
     folder.write_trees(0, results, cfg.save_trees)

@@ -122,6 +122,12 @@ class Task(ABC):
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         return " ".join(text[:MAX_KEY_CHARS].split()) + f" #{digest}"
 
+    def solutions(self, problem: Problem) -> list[str] | None:
+        """Every solution of `problem` as `solution_key`s, when the task can enumerate them
+        (an exhaustive solver); None when it cannot. Coverage and the in/beyond-support
+        split of the plateau study need it."""
+        return None
+
     def split_steps(self, text: str) -> list[str]:
         """Split a trace into steps, each keeping its delimiter (the last may lack it).
         At most `MAX_STEPS` steps: the rest of a longer text is the last one, so the steps

@@ -233,6 +233,10 @@ class Countdown(Task):
         """The answer's canonical expression, comparable with `solve`'s list."""
         return self.extract_answer(text) or ""
 
+    def solutions(self, problem: Problem) -> list[str]:
+        """`solve`'s list: the same canonical form as `solution_key`."""
+        return self.solve(problem.meta["numbers"], problem.meta["target"])
+
     def descriptor(self, problem: Problem, text: str) -> Hashable:
         """(sorted operators used, shape of the canonical answer with numbers as `n`);
         `((), "")` for a trace without a parseable answer. For MAP-Elites niches."""

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from policies import Policy
 from search import Budget, SearchResult
 from policies.seeding import seed_everything
+from search.health import search_health, value_auc
 from search.console import quiet_in_parallel, say
 from search.metrics import evaluate_policy
 from search.run_folder import RunFolder
@@ -28,6 +29,7 @@ from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
 from training.cluster import build_searcher
 from training.orm import WithORM, build_run_orm, strategy_overrides
+from training.lab_eval import lab_metrics
 from training.plots import plot_run
 from training.tracking import open_tracking
 from training.trainer import Trainer
@@ -39,11 +41,19 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
-             progress: bool = False, scorer: Any = None) -> dict[str, float]:
-    return evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress, scorer)
+             progress: bool = False, scorer: Any = None, base: Policy | None = None) -> dict[str, Any]:
+    """The eval row: `search.metrics.evaluate_policy`, and the laboratory's instruments
+    (`training.lab_eval`) when `eval.lab` is set (`base` is then the iteration-0 policy)."""
+    row: dict[str, Any] = evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed,
+                                          progress, scorer)
+    if cfg.get("lab"):
+        row.update(lab_metrics(policy, base, task, problems, cfg.lab, seed + 7, progress))
+    return row
 
 
-def _train_summary(results: list[SearchResult]) -> dict[str, float]:
+def _train_summary(results: list[SearchResult], budget: Budget, policy: Policy, task: Task, cfg: DictConfig,
+                   seed: int) -> dict[str, float]:
+    """The round's reward, spend and health figures (`search.health`), before training."""
     traces = [t for r in results for t in r.traces()]
     return {
         "train_reward": sum(t.reward for t in traces) / max(1, len(traces)),
@@ -51,6 +61,8 @@ def _train_summary(results: list[SearchResult]) -> dict[str, float]:
         "search_tokens": sum(r.tokens for r in results),
         "search_calls": max((r.calls for r in results), default=0),
         "n_traces": len(traces),
+        **search_health(results, budget),
+        **value_auc(results, policy, task, seed=seed, **cfg.health),
     }
 
 
@@ -62,6 +74,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     say(f"run folder: {folder.root.resolve()}")
     task = build_task(cfg.task)
     policy: Policy = instantiate(cfg.policy)
+    base: Policy | None = instantiate(cfg.policy) if cfg.eval.get("lab") else None  # frozen: base_nll
     use_tokenizer(task, policy.tokenizer)
     orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
     trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
@@ -80,7 +93,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     tracking = open_tracking(cfg, folder.root, already_logged=len(rows))  # cfg.logger: TensorBoard, MLflow
     if not rows:
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
-                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer)}]
+                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer, base)}]
         folder.write_metrics(rows)
         tracking.log(rows)
         _print_row(rows[-1], None)
@@ -89,7 +102,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     for iteration in range(start + 1, cfg.iterations + 1):
         started = time.perf_counter()
         results = searcher.search(train_problems, policy, task, budget, derived_seed(cfg.seed, iteration, 0))
-        train = _train_summary(results)
+        train = _train_summary(results, budget, policy, task, cfg, derived_seed(cfg.seed, iteration, 2))
         train.update(searcher.stats())  # cluster=ray: shards_retried
         cumulative += train["search_tokens"]
         folder.write_traces(iteration, results)
@@ -100,7 +113,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
                      **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
-                                       scorer)})
+                                       scorer, base)})
         save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         tracking.log(rows)
