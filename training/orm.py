@@ -44,19 +44,16 @@ from policies.tiny import build_tiny_model
 from search import SearchResult
 from search.tree import Trace
 from tasks import Task
+from training.sft import SFTConfig
 from training.trainer import Trainer
 
 BACKBONES = ("policy", "tiny")
 
 
 @dataclass
-class ORMConfig:
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    max_length: int = 512
+class ORMConfig(SFTConfig):
+    """The SFT recipe (the ORM is fitted like any model on text) plus the label rule."""
+
     threshold: float = 1.0  # reward at or above which a trace is labelled correct
 
 
