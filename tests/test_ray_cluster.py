@@ -57,14 +57,16 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def runs(local_ray, tmp_path_factory):
-    """The same run in this process, on 1 Ray worker, and twice on 2 Ray workers."""
+    """The same run in this process, on 1 Ray worker, and twice on 2 Ray workers; the second
+    time the driver stops after iteration 1 and a new one resumes it (new workers, which
+    must get the checkpoint's weights)."""
     from training.loop import run
 
     root = tmp_path_factory.mktemp("ray_runs")
-    made = {}
-    for name, cfg in [("local", config()), ("ray1", ray_config(1)), ("ray2", ray_config(2)), ("ray2_again", ray_config(2))]:
-        run(cfg, root / name)
-        made[name] = root / name
+    made = {name: root / name for name in ("local", "ray1", "ray2", "ray2_again")}
+    for name, cfg in [("local", config()), ("ray1", ray_config(1)), ("ray2", ray_config(2)),
+                      ("ray2_again", ray_config(2, "iterations=1")), ("ray2_again", ray_config(2, "resume=true"))]:
+        run(cfg, made[name])
     return made
 
 
@@ -83,7 +85,7 @@ def test_bad_cluster_config_is_one_line_naming_the_key():
 
 
 @pytest.mark.slow
-def test_same_seed_and_worker_count_give_identical_runs(runs):
+def test_same_seed_and_worker_count_give_identical_runs_even_resumed(runs):
     assert rows(runs["ray2"]) == rows(runs["ray2_again"])
     assert [r["rollout_workers"] for r in rows(runs["ray2"]) if r["kind"] == "train"] == [2, 2]
     for iteration in (1, 2):

@@ -39,7 +39,7 @@ def ensure_ray(cluster: DictConfig) -> Any:
     if ray.is_initialized():
         return ray
     if cluster.address is not None:
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=True)
+        ray.init(address=cluster.address)
         return ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     train = cluster.train_workers if cluster.train_workers > 1 else 0
