@@ -6,8 +6,9 @@ that well, so this loop:
 
 * prefills the prompts in chunks of at most `prefill_tokens` query tokens, so a round of
   hundreds of long prompts never builds one [rows, width, width] mask or one giant batch;
-* keeps each prompt's KV once, shared by its n sample rows (`policies.kv`): decoding reads
-  it through `shared_prefix_attention` instead of a per-sample copy;
+* keeps each prompt's KV once, shared by its n sample rows (`policies.kv`), whenever
+  copies would outweigh what the call generates: decoding reads it through
+  `shared_prefix_attention` instead of a per-sample copy;
 * decodes all rows of the call together (explicit position ids) into a buffer for the
   generated tokens only, sized for what the call can generate and grown on demand;
 * keeps live rows in the first slots: when rows finish, live rows from the tail move into
@@ -106,8 +107,11 @@ class Engine:
         self._sync_weights()
         prompt_kv, logits = self._prefill(prompts)
         steps = max(limits)
+        # Sharing saves (n - 1) prompt copies per prompt but costs more kernel calls per
+        # step; it wins once the copies are longer than what a row can generate.
+        shared = (n - 1) * prompt_kv.mask.shape[1] > steps
         cache = DecodeCache(self._sampler.config, prompt_kv, [len(p) for p in prompts], n,
-                            min(steps, INITIAL_DECODE_COLUMNS))
+                            min(steps, INITIAL_DECODE_COLUMNS), shared)
         rows = _Rows(limits, steps, logits.device, torch.tensor(sorted(self.eos_ids), device=logits.device))
         table = self._stop_table(stop) if stop else None
         logits = logits.repeat_interleave(n, dim=0)
@@ -132,12 +136,12 @@ class Engine:
         cache.begin_step()
         out = self._sampler(
             input_ids=tokens[:, None],
-            attention_mask=cache.prompt_mask(),
+            attention_mask=cache.attention_mask(),
             position_ids=cache.positions[:, None],
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
-            decode=cache,
+            decode=cache if cache.shared else None,
         )
         cache.advance()
         return out.logits[:, -1].float()

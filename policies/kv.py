@@ -4,11 +4,14 @@ Prefill writes each prompt's KV into `PromptKV` once ([prompts, kv_heads, column
 left-padded, with a validity mask), a chunk of prompts at a time through `SlotCache`
 views, so no chunk's mask or activations exceed the engine's token budget.
 
-Decode keeps that prompt KV *shared* by the prompt's `n` sample rows: `DecodeCache` holds
-only the generated tokens per row ([rows, kv_heads, columns, dim], grown as needed), and
-`shared_prefix_attention` attends each row's query to its prompt's KV and to its own
-generated KV under one softmax. Prompt-side products run on a [prompts, n] grid of
-queries, so a prompt's KV is read once for all of its samples, never copied per sample.
+Decode either keeps that prompt KV *shared* by the prompt's `n` sample rows: `DecodeCache`
+then holds only the generated tokens per row ([rows, kv_heads, columns, dim], grown as
+needed), and `shared_prefix_attention` attends each row's query to its prompt's KV and to
+its own generated KV under one softmax; prompt-side products run on a [prompts, n] grid of
+queries, so a prompt's KV is read once for all of its samples. Or, when the copies are
+cheap next to what the call generates (n = 1, short prompts, long samples), it copies the
+prompt KV in front of each row's generated columns and attends with plain SDPA, which
+costs fewer kernel calls per step on CPU.
 """
 
 from __future__ import annotations
@@ -75,21 +78,27 @@ class SlotCache:
 
 
 class DecodeCache:
-    """Generated-token KV per row, beside the shared `PromptKV`.
+    """Generated-token KV per row, beside the `PromptKV` (`shared`), or after a copy of
+    the row's prompt KV in its first `head` columns (not `shared`).
 
     Row r samples prompt r // n. Live rows occupy slots [0, batch); `slot_rows` names the
-    row in each slot. Every live row has generated exactly `length` tokens, so the
-    generated columns [0, length) hold no padding.
+    row in each slot. Every live row has generated exactly `length - head` tokens, so the
+    generated columns [head, length) hold no padding.
     """
 
-    def __init__(self, config, prompts: PromptKV, lengths: list[int], n: int, capacity: int):
-        self.prompts, self.n = prompts, n
+    def __init__(self, config, prompts: PromptKV, lengths: list[int], n: int, capacity: int, shared: bool):
+        self.prompts, self.n, self.shared = prompts, n, shared
         rows = prompts.mask.shape[0] * n
         device, dtype = prompts.mask.device, prompts.keys[0].dtype
-        shape = _kv_shape(config, rows, capacity)
+        self.head = 0 if shared else prompts.mask.shape[1]
+        shape = _kv_shape(config, rows, self.head + capacity)
         self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.batch, self.length = rows, 0
+        if not shared:
+            expand = torch.arange(rows, device=device) // n
+            for mine, theirs in zip((*self.keys, *self.values), (*prompts.keys, *prompts.values)):
+                mine[:, :, : self.head] = theirs[expand]
+        self.batch, self.length = rows, self.head
         self.slot_rows = torch.arange(rows, device=device)
         self.prompt_slot = torch.arange(prompts.mask.shape[0], device=device)  # prompt -> its row in `prompts`
         self.prompt_lengths = torch.tensor(lengths, device=device)
@@ -100,11 +109,15 @@ class DecodeCache:
         rows = self.slot_rows[: self.batch]
         self.slot_prompt = self.prompt_slot[rows // self.n]
         self.grid = self.slot_prompt * self.n + rows % self.n  # position in the [prompts, n] query grid
-        self.positions = self.prompt_lengths[rows // self.n] + self.length
+        self.positions = self.prompt_lengths[rows // self.n] + self.length - self.head
 
-    def prompt_mask(self) -> torch.Tensor:
-        """The live slots' prompt columns as a 4D mask [batch, 1, 1, columns]."""
-        return self.prompts.mask[self.slot_prompt][:, None, None, :]
+    def attention_mask(self) -> torch.Tensor:
+        """The 4D mask [batch, 1, 1, columns] of a step: the live slots' prompt columns,
+        and (not `shared`) the generated columns, the new token's included."""
+        prompt = self.prompts.mask[self.slot_prompt]
+        if not self.shared:
+            prompt = torch.cat([prompt, prompt.new_ones((self.batch, self.length - self.head + 1))], dim=1)
+        return prompt[:, None, None, :]
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args, **kwargs):
         end = self.length + keys.shape[2]
@@ -126,7 +139,8 @@ class DecodeCache:
             return
 
         def grown(old: torch.Tensor) -> torch.Tensor:
-            new = old.new_empty((self.batch, old.shape[1], self.length + min(steps_left, max(self.length, 1)), old.shape[3]))
+            extra = min(steps_left, max(self.length - self.head, 1))
+            new = old.new_empty((self.batch, old.shape[1], self.length + extra, old.shape[3]))
             new[:, :, : self.length] = old[: self.batch, :, : self.length]
             return new
 
@@ -134,7 +148,8 @@ class DecodeCache:
 
     def compact(self, finished: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Move live rows from the tail into finished slots (a finish copies only finished
-        rows' worth of KV); drop prompts no live row samples once they are half the rest."""
+        rows' worth of KV); when `shared`, drop prompts no live row samples once they are
+        half the rest."""
         keep = ~finished
         batch = int(keep.sum())
         holes = finished[:batch].nonzero()[:, 0]
@@ -148,7 +163,7 @@ class DecodeCache:
             tokens[holes] = tokens[sources]
         self.batch = batch
         live = torch.unique(self.slot_rows[:batch] // self.n)
-        if 2 * len(live) <= self.prompts.mask.shape[0]:
+        if self.shared and 2 * len(live) <= self.prompts.mask.shape[0]:
             self.prompts.select(self.prompt_slot[live])
             self.prompt_slot = torch.full_like(self.prompt_slot, -1)
             self.prompt_slot[live] = torch.arange(len(live), device=live.device)
@@ -158,7 +173,7 @@ class DecodeCache:
         """The KV of slot `slot`'s prompt and generated tokens, from token `start` on."""
         prompt = int(self.slot_prompt[slot])
         prompt_length = int(self.prompts.mask[prompt].sum())
-        first = max(0, start - prompt_length)
+        first = self.head + max(0, start - prompt_length)
         generated = [(k[slot, :, first : self.length], v[slot, :, first : self.length]) for k, v in zip(self.keys, self.values)]
         if start >= prompt_length:
             return generated

@@ -97,15 +97,17 @@ def test_kv_buffer_growth_keeps_results_exact(monkeypatch):
     """Rows outliving the first KV allocation are moved to a larger one, mid-decode."""
     model, tok = build_tiny_model("1m", seed=5)
     policy = HFPolicy(model, tok)
-    reference = policy.sample(PROMPTS, n=2, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"])
+    calls = [(PROMPTS, 2), (LONG_PROMPTS, 3)]  # prompt KV copied per row, then shared (n - 1 copies > 30 tokens)
+    references = [policy.sample(p, n=n, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"]) for p, n in calls]
     monkeypatch.setattr("policies.engine.INITIAL_DECODE_COLUMNS", 3)
-    grown = policy.sample(PROMPTS, n=2, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"])
-    samples = [s for per in grown for s in per]
-    assert max(s.num_tokens for s in samples) > 6  # it grew at least twice
-    assert [s.token_ids for s in samples] == [s.token_ids for per in reference for s in per]
-    pairs = [(policy.encode_prompt(p), s.token_ids) for p, per in zip(PROMPTS, grown) for s in per]
-    for sample, forced in zip(samples, policy.sequence_logprobs(pairs)):
-        assert sample.logprobs == pytest.approx(forced, abs=1e-4)
+    for (prompts, n), reference in zip(calls, references):
+        grown = policy.sample(prompts, n=n, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"])
+        samples = [s for per in grown for s in per]
+        assert max(s.num_tokens for s in samples) > 6  # it grew at least twice
+        assert [s.token_ids for s in samples] == [s.token_ids for per in reference for s in per]
+        pairs = [(policy.encode_prompt(p), s.token_ids) for p, per in zip(prompts, grown) for s in per]
+        for sample, forced in zip(samples, policy.sequence_logprobs(pairs)):
+            assert sample.logprobs == pytest.approx(forced, abs=1e-4)
     (greedy,), = policy.sample(["3*4="], max_new_tokens=20, temperature=0)
     ids = torch.tensor([policy.encode_prompt("3*4=")])
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
@@ -156,15 +158,16 @@ def test_shared_prompt_kv_gives_the_samples_of_copied_prompts(monkeypatch):
 
     allocated = []
 
-    class Recording(policies.engine.PromptKV):
+    class Recording(policies.engine.DecodeCache):
         def __init__(self, config, prompts, *args):
-            allocated.append(prompts)
             super().__init__(config, prompts, *args)
+            allocated.append((prompts.mask.shape[0], self.shared, self.keys[0].shape[0]))
 
-    monkeypatch.setattr(policies.engine, "PromptKV", Recording)
+    monkeypatch.setattr(policies.engine, "DecodeCache", Recording)
     shared = policy.sample(LONG_PROMPTS, n=3, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
     copied = policy.sample([p for p in LONG_PROMPTS for _ in range(3)], n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
-    assert allocated == [len(LONG_PROMPTS), 3 * len(LONG_PROMPTS)]
+    rows = 3 * len(LONG_PROMPTS)  # (prompts holding KV, shared, rows): one prompt KV per prompt, then per row
+    assert allocated == [(len(LONG_PROMPTS), True, rows), (rows, False, rows)]
     shared, copied = [s for per in shared for s in per], [s for per in copied for s in per]
     assert len({tuple(s.token_ids) for s in shared}) > len(LONG_PROMPTS)  # samples of a prompt differ
     assert [s.token_ids for s in shared] == [s.token_ids for s in copied]
@@ -182,7 +185,7 @@ def test_decode_buffer_holds_what_the_call_can_generate(monkeypatch):
     class Recording(policies.engine.DecodeCache):
         def __init__(self, *args):
             super().__init__(*args)
-            columns.append(self.keys[0].shape[2])
+            columns.append(self.keys[0].shape[2] - self.head)
 
     monkeypatch.setattr(policies.engine, "DecodeCache", Recording)
     policy = HFPolicy(model, tok)
