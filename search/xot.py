@@ -13,12 +13,15 @@ step with the wrong action banned, and the steps before it are kept. Finally the
 trajectories, rendered in the task's own step format, go into the prompt as hints and the
 LM writes `n` traces per problem, all problems in ONE batched `sample` call through
 `search.expand.expand` (so budgets and verifier labels work as for every strategy); the
-answer is their majority vote.
+answer is their majority vote. With `hint_at: trace` the LM instead continues the best
+checked trajectory's steps (it writes only what follows them, typically the answer), for
+a policy that never learned to read hints before the question.
 
 In the tree, the guide's steps hang under the root as chains of nodes marked
 `finish_reason: "guide"` (0 tokens; `prior` and `visits` are the guide's, `value` the
 check's verdict, `iteration` the revision round); they are never terminal, so trainers
-and metrics see only the LM's traces, which are the root's other children. The tree meta
+and metrics see only the LM's traces: the root's other children, or (`hint_at: trace`)
+the LM's continuations below a guide chain, whose traces then begin with the guide's steps. The tree meta
 `guide` holds the hints and the guide's cost (simulations, network states and FLOPs), and
 `guide_training` what training it once cost.
 """
@@ -38,6 +41,7 @@ from search.result import SearchResult
 from tasks import Problem, Task
 
 CHECKS = ("lm", "oracle")
+HINT_AT = ("prompt", "trace")
 GUIDE = "guide"  # finish_reason of the guide's nodes
 
 
@@ -65,9 +69,10 @@ class XoT:
                  reject_below: float = 0.5, c_puct: float = 1.5, evaluator: str | Evaluator = "self_eval",
                  hint_template: str = "{question}\n{trajectory}\n", max_new_tokens: int = 160,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, guide: dict | None = None,
-                 progress: bool = False):
-        if check not in CHECKS:
-            raise ValueError(f"search.check must be one of {CHECKS}, got {check!r}")
+                 progress: bool = False, hint_at: str = "prompt"):
+        if check not in CHECKS or hint_at not in HINT_AT:
+            raise ValueError(f"search.check must be one of {CHECKS} and search.hint_at one of {HINT_AT}, "
+                             f"got {check!r}, {hint_at!r}")
         if min(m, n, simulations) < 1 or revisions < 0:
             raise ValueError(f"search.m, search.n, search.simulations must be >= 1 and search.revisions >= 0, "
                              f"got m={m}, n={n}, simulations={simulations}, revisions={revisions}")
@@ -79,7 +84,7 @@ class XoT:
         self.m, self.n, self.simulations, self.revisions = m, n, simulations, revisions
         self.check, self.reject_below, self.c_puct = check, reject_below, c_puct
         self.evaluator = make_evaluator(evaluator)
-        self.hint_template, self.seed, self.progress = hint_template, seed, progress
+        self.hint_template, self.hint_at, self.seed, self.progress = hint_template, hint_at, seed, progress
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=1)
 
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
@@ -101,12 +106,14 @@ class XoT:
             if not self.revise(states, guide, space, costs, policy, task, round_):
                 break
             revised_rounds = round_
-        requests = [Expansion(s, s.tree.root, self.n, prompt=self.hint_prompt(s, space)) for s in states]
+        if self.hint_at == "prompt":
+            requests = [Expansion(s, s.tree.root, self.n, prompt=self.hint_prompt(s, space)) for s in states]
+        else:
+            requests = [Expansion(s, self.continue_from(s, space), self.n) for s in states]
         expand(requests, policy, task, self.sampler, seed=self.seed, iteration=revised_rounds + 1, step=False)
         answers = []
         for s, cost in zip(states, costs):
-            lm = [c for c in s.tree.children(s.tree.root) if s.tree[c]["finish_reason"] != GUIDE]
-            answers.append(majority_vote([s.tree[c]["answer"] for c in lm]))
+            answers.append(majority_vote([s.tree[c]["answer"] for c in s.tree.terminals()]))
             final = [space.trace(h.states[-1]) for h in s.scratch["hints"]]
             s.tree.graph.graph["meta"].update(
                 rounds=revised_rounds + 1,
@@ -201,6 +208,17 @@ class XoT:
                     out.append((i, k, step))
                     break
         return out
+
+    def continue_from(self, state: ProblemState, space: Any) -> int:
+        """`hint_at: trace`: the last step node (before any answer step) of the first hint
+        whose every step passed the check, else of the first hint; the LM writes the rest."""
+        tree, hints = state.tree, state.scratch["hints"]
+        if not hints:
+            return tree.root
+        passed = [h for h in hints if all((tree[n]["value"] is None or tree[n]["value"] >= self.reject_below)
+                                          for n in h.nodes)]
+        hint = (passed or hints)[0]
+        return hint.nodes[len(hint.actions) - 1] if hint.actions else tree.root
 
     def hint_prompt(self, state: ProblemState, space: Any) -> str:
         question = state.problem.question

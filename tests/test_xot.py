@@ -188,20 +188,12 @@ class Counting:
 
 @pytest.mark.parametrize("variant", ["xot", "xot_oracle"])
 def test_xot_runs_by_config_with_a_real_tiny_llama(variant, guide_dir):
-    with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"search={variant}", "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20",
-            "search.n=2", "search.max_new_tokens=48", "search.evaluator.votes=1",
-            *[f"search.guide.{k}={v}" for k, v in TINY_GUIDE.items()], f"search.guide.cache_dir={guide_dir}"])
-    task, strategy = build_task(cfg.task), instantiate(cfg.search)
-    model, tokenizer = build_tiny_model("1m", seed=0)
-    policy = Counting(HFPolicy(model, tokenizer))
-    problems = task.problems("test", limit=3)
-    results = strategy.search(problems, policy, task, Budget(tokens_per_problem=400))
+    task, strategy, results, calls = run_small(f"search={variant}", guide_dir=guide_dir)
+    problems = [r.problem for r in results]
     assert strategy.name == variant
-    assert len(policy.calls) == (1 if variant == "xot_oracle" else 2)  # (the LM check), then ONE call for all traces
-    assert len(policy.calls[-1]) == len(problems)
-    for prompt, problem in zip(policy.calls[-1], problems):  # the hints come first, in the task's step format
+    assert len(calls) == (1 if variant == "xot_oracle" else 2)  # (the LM check), then ONE call for all traces
+    assert len(calls[-1]) == len(problems)
+    for prompt, problem in zip(calls[-1], problems):  # the hints come first, in the task's step format
         assert prompt.startswith(problem.question + "\n") and "(left: " in prompt
         assert prompt.endswith(task.prompt(problem))
     for r in results:
@@ -216,3 +208,29 @@ def test_xot_runs_by_config_with_a_real_tiny_llama(variant, guide_dir):
         assert meta["guide"]["simulations"] >= 48 and meta["guide"]["network_flops"] > 0
         assert meta["guide_training"]["simulations"] > 0 and 1 <= len(meta["guide"]["hints"]) <= 2
         assert SearchTree.loads(tree.dumps()).dumps() == tree.dumps()
+
+
+def test_hint_at_trace_lets_the_lm_continue_the_checked_trajectory(guide_dir):
+    task, strategy, results, calls = run_small("search=xot_oracle", "search.hint_at=trace", guide_dir=guide_dir)
+    assert len(calls) == 1 and len(calls[0]) == len(results)
+    for r, prompt in zip(results, calls[0]):
+        tree, traces = r.tree, r.traces()
+        assert len(traces) == 2 and r.tokens == tree.tokens
+        parent = tree.parent(traces[0].node_ids[-1])
+        assert tree[parent]["finish_reason"] == GUIDE and prompt == task.prompt(r.problem) + tree.prefix(parent)
+        for t in traces:  # the guide's steps, then the LM's; the verifier judged the whole trace
+            assert t.steps[:-1] == [tree[n]["text"] for n in tree.path(parent)[1:]]
+            assert t.reward == task.reward(r.problem, t.text)
+
+
+def run_small(*overrides, guide_dir):
+    with initialize_config_dir(CONF, version_base="1.3"):
+        cfg = compose("config", overrides=[
+            *overrides, "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20",
+            "search.n=2", "search.max_new_tokens=48", "search.evaluator.votes=1",
+            *[f"search.guide.{k}={v}" for k, v in TINY_GUIDE.items()], f"search.guide.cache_dir={guide_dir}"])
+    task, strategy = build_task(cfg.task), instantiate(cfg.search)
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    policy = Counting(HFPolicy(model, tokenizer))
+    results = strategy.search(task.problems("test", limit=3), policy, task, Budget(tokens_per_problem=400))
+    return task, strategy, results, policy.calls
