@@ -14,6 +14,7 @@ by hand (tests/test_core_algos.py). Conventions, as in verl's `core_algos.py`:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -126,13 +127,55 @@ def tree_values(tree: SearchTree) -> dict[int, float]:
     return {node: s / n for node, (s, n) in totals.items()}
 
 
+TREE_ADVANTAGES = ("local", "global", "both")
+
+
 @_register(ADVANTAGE_ESTIMATORS, "tree")
-def tree_advantages(tree: SearchTree) -> dict[int, float]:
-    """A step's advantage = V(node it creates) - V(its parent), V from `tree_values`
-    (the local advantage of TreeRL, Hou et al. 2025). Returns {node id: advantage} for
-    every non-root node with a finished trace below it."""
+def tree_advantages(tree: SearchTree, mode: str = "local") -> dict[int, float]:
+    """TreeRL's step advantages (Hou et al. 2025), V from `tree_values`:
+    local: V(node) - V(parent), what this step changed; global: V(node) - V(root), how good
+    the state is against the problem's mean; both: their sum, TreeRL's choice. (TreeRL also
+    divides by sqrt(#leaves below); plateau instead credits each shared step once.)
+    Returns {node id: advantage} for every non-root node with a finished trace below it."""
+    if mode not in TREE_ADVANTAGES:
+        raise ValueError(f"trainer.tree_advantage: {mode!r} is not one of {list(TREE_ADVANTAGES)}")
     values = tree_values(tree)
-    return {n: v - values[tree.parent(n)] for n, v in values.items() if n != tree.root}
+    root = values.get(tree.root, 0.0)
+    out = {}
+    for n, v in values.items():
+        if n != tree.root:
+            local, glob = v - values[tree.parent(n)], v - root
+            out[n] = local if mode == "local" else glob if mode == "global" else local + glob
+    return out
+
+
+@_register(ADVANTAGE_ESTIMATORS, "pass_at_k")
+def pass_at_k_advantages(scores: torch.Tensor, groups: Sequence[Any], k: int, norm_std: bool = True,
+                         eps: float = 1e-6) -> torch.Tensor:
+    """The analytic pass@k group advantage (Chen et al. 2025, "Pass@k Training"): the
+    expected pass@k reward of the k-subsets of a group containing each sample, minus the
+    group's mean pass@k, over its std. With N samples, N- incorrect (score <= 0):
+    mean R = 1 - C(N-, k) / C(N, k), std = sqrt(R (1 - R)); a correct sample gets
+    (1 - R) / std, an incorrect one (1 - R - C(N- - 1, k - 1) / C(N - 1, k - 1)) / std.
+    k = 1 is GRPO with the population std. A group smaller than k uses k = its size; a group
+    whose every k-subset passes (or none does) gets 0. scores, result: (n,)."""
+    if k < 1:
+        raise ValueError(f"trainer.pass_k must be >= 1, got {k}")
+    out = torch.zeros_like(scores)
+    by_group: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    for members in by_group.values():
+        idx = torch.tensor(members)
+        correct = scores[idx] > 0
+        size, wrong, kk = len(members), int((~correct).sum()), min(k, len(members))
+        mean = 1.0 - math.comb(wrong, kk) / math.comb(size, kk)
+        if mean in (0.0, 1.0):
+            continue
+        wrong_adv = 1.0 - mean - math.comb(wrong - 1, kk - 1) / math.comb(size - 1, kk - 1)
+        std = math.sqrt(mean * (1.0 - mean)) + eps if norm_std else 1.0
+        out[idx] = torch.where(correct, (1.0 - mean) / std, wrong_adv / std).to(scores.dtype)
+    return out
 
 
 def sibling_advantages(tree: SearchTree, norm_std: bool = True, eps: float = 1e-6) -> dict[int, float]:
@@ -167,6 +210,72 @@ def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
         stats = {"clip_frac": masked_mean((clipped > unclipped).float(), mask),
                  "approx_kl": masked_mean(old_logp - logp, mask)}
     return loss, stats
+
+
+def top_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, fraction: float,
+                   exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """A 0/1 (batch, length) mask of the `fraction` of masked tokens (at least one) with the
+    highest centred covariance (A - mean A)(logp - mean logp) (Cui et al. 2025): the tokens
+    whose update moves the policy's entropy most. `exclude` (bool) tokens are never picked."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"trainer.cov_fraction must be in (0, 1], got {fraction}")
+    lp = logp.detach()
+    cov = (advantages - masked_mean(advantages, mask)) * (lp - masked_mean(lp, mask))
+    blocked = (mask <= 0) if exclude is None else (mask <= 0) | exclude
+    cov = cov.masked_fill(blocked, float("-inf")).flatten()
+    picked = torch.zeros_like(cov)
+    count = min(max(1, int(fraction * float(mask.sum()))), int((cov > float("-inf")).sum()))
+    if count:
+        picked[torch.topk(cov, count).indices] = 1.0
+    return picked.view_as(mask)
+
+
+@_register(POLICY_LOSSES, "kl_cov")
+def kl_cov_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                       clip_low: float = 0.2, clip_high: float | None = None, agg: str = "token-mean",
+                       cov_fraction: float = 2e-3, kl_cov_coef: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """KL-Cov (Cui et al. 2025, as verl's recipe): the unclipped surrogate -r A on every token,
+    plus kl_cov_coef * |logp - old_logp| on the `cov_fraction` of tokens with the highest
+    log-prob/advantage covariance (`top_covariance`), which keeps those from collapsing the
+    entropy. The clip range is not used. `cov_frac` is the share of tokens penalised."""
+    ratio = torch.exp(logp - old_logp)
+    picked = top_covariance(logp, advantages, mask, cov_fraction)
+    loss = aggregate(-advantages * ratio + kl_cov_coef * picked * (logp - old_logp).abs(), mask, agg)
+    with torch.no_grad():
+        stats = {"cov_frac": masked_mean(picked, mask), "approx_kl": masked_mean(old_logp - logp, mask)}
+    return loss, stats
+
+
+@_register(POLICY_LOSSES, "clip_cov")
+def clip_cov_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                         clip_low: float = 0.2, clip_high: float | None = None, agg: str = "token-mean",
+                         cov_fraction: float = 2e-4) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clip-Cov (Cui et al. 2025): the PPO clipped surrogate, except that the `cov_fraction`
+    of tokens with the highest covariance (among those PPO did not already clip) get no
+    gradient. verl picks them at random among tokens whose covariance lies in [1, 5]; plateau
+    takes the top ones, which is deterministic and needs no bounds tuned to a batch size."""
+    clip_high = clip_low if clip_high is None else clip_high
+    ratio = torch.exp(logp - old_logp)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    picked = top_covariance(logp, advantages, mask, cov_fraction, exclude=clipped > unclipped)
+    loss = aggregate(torch.maximum(unclipped, clipped) * (1.0 - picked), mask, agg)
+    with torch.no_grad():
+        stats = {"clip_frac": masked_mean((clipped > unclipped).float(), mask), "cov_frac": masked_mean(picked, mask),
+                 "approx_kl": masked_mean(old_logp - logp, mask)}
+    return loss, stats
+
+
+def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
+    """A 0/1 (batch, length) mask of the masked tokens whose entropy is at or above the
+    (1 - quantile) quantile: the "forking" tokens of Wang et al. 2025 (the 80/20 result;
+    TRL's `top_entropy_quantile`). quantile 1 keeps every token."""
+    if not 0 < quantile <= 1:
+        raise ValueError(f"trainer.top_entropy_quantile must be in (0, 1], got {quantile}")
+    if quantile == 1 or not mask.any():
+        return mask
+    threshold = torch.quantile(entropy.detach().float()[mask > 0], 1.0 - quantile)
+    return ((entropy >= threshold) & (mask > 0)).to(mask.dtype)
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,

@@ -4,7 +4,10 @@ to its siblings' (`group: siblings`, values = mean leaf reward below a node; eac
 step credited once). The trace score follows `reward` (`training.rewards.trace_scores`):
 the verifier's outcome (sparse), the sum of the task's step rewards (dense), or the run's
 ORM's P(correct) (orm); sibling groups use the tree's verifier rewards, so sparse only.
-Options researchers compare: std normalisation on/off (Dr. GRPO turns it off), the KL
+`tree_advantage` (local | global | both) instead credits each tree step with TreeRL's
+V(node) - V(parent), V(node) - V(root) or their sum, without group normalisation; and
+`advantage: pass_at_k` replaces the group advantage by the analytic pass@k one (Chen et
+al. 2025) for k = `pass_k`. Options researchers compare: std normalisation on/off (Dr. GRPO turns it off), the KL
 penalty in the loss (coefficient, estimator) or none, the clip range, epochs and
 minibatches — all handled by `training.pg`.
 """
@@ -19,25 +22,37 @@ from training.rewards import trace_scores
 from training.rollouts import Rollout, credit_shared_steps_once, per_node_advantages
 
 GROUPS = ("problem", "siblings")
+ADVANTAGES = ("grpo", "pass_at_k")
 
 
 class GRPO(PolicyGradientTrainer):
     name = "grpo"
 
-    def __init__(self, *, group: str = "problem", norm_std: bool = True, kl_coef: float = 0.04,
-                 kl_estimator: str = "k3", **kwargs):
+    def __init__(self, *, group: str = "problem", norm_std: bool = True, advantage: str = "grpo", pass_k: int = 4,
+                 tree_advantage: str | None = None, kl_coef: float = 0.04, kl_estimator: str = "k3", **kwargs):
         super().__init__(kl_coef=kl_coef, kl_estimator=kl_estimator, **kwargs)
-        if group not in GROUPS:
-            raise ValueError(f"trainer.group: {group!r} is not one of {list(GROUPS)}")
-        if group == "siblings" and self.reward != "sparse":
-            raise ValueError(f"trainer.group=siblings scores tree nodes by the verifier's leaf rewards; "
-                             f"trainer.reward={self.reward} needs group=problem")
-        self.group, self.norm_std = group, norm_std
+        for key, value, choices in (("group", group, GROUPS), ("advantage", advantage, ADVANTAGES)):
+            if value not in choices:
+                raise ValueError(f"trainer.{key}: {value!r} is not one of {list(choices)}")
+        if tree_advantage is not None and tree_advantage not in core_algos.TREE_ADVANTAGES:
+            raise ValueError(f"trainer.tree_advantage: {tree_advantage!r} is not one of "
+                             f"{[None, *core_algos.TREE_ADVANTAGES]}")
+        for key, on in (("group=siblings", group == "siblings"), ("advantage=pass_at_k", advantage == "pass_at_k"),
+                        (f"tree_advantage={tree_advantage}", tree_advantage is not None)):
+            if on and self.reward != "sparse":
+                raise ValueError(f"trainer.{key} uses the verifier's 0/1 rewards; trainer.reward={self.reward} "
+                                 "needs the plain group advantage")
+        if sum((group == "siblings", advantage == "pass_at_k", tree_advantage is not None)) > 1:
+            raise ValueError("trainer.group=siblings, trainer.advantage=pass_at_k and trainer.tree_advantage are "
+                             "alternatives: set one")
+        self.group, self.norm_std, self.advantage, self.pass_k = group, norm_std, advantage, pass_k
+        self.tree_advantage = tree_advantage
 
     def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
-        if self.group == "siblings":
+        if self.group == "siblings" or self.tree_advantage is not None:
             by_tree = {id(r.result.tree): core_algos.sibling_advantages(r.result.tree, self.norm_std)
-                       for r in rollouts}
+                       if self.tree_advantage is None else
+                       core_algos.tree_advantages(r.result.tree, self.tree_advantage) for r in rollouts}
             for r in rollouts:
                 r.advantages = per_node_advantages(r, by_tree[id(r.result.tree)])
             credit_shared_steps_once(rollouts)
@@ -45,7 +60,9 @@ class GRPO(PolicyGradientTrainer):
         else:
             values = trace_scores(self.task, [(r.result.problem, r.trace) for r in rollouts], self.reward, self.orm)
             scores = torch.tensor(values, dtype=torch.float64)
-            adv = core_algos.group_advantages(scores, [id(r.result) for r in rollouts], self.norm_std)
+            groups = [id(r.result) for r in rollouts]
+            adv = (core_algos.pass_at_k_advantages(scores, groups, self.pass_k, self.norm_std)
+                   if self.advantage == "pass_at_k" else core_algos.group_advantages(scores, groups, self.norm_std))
             for r, a in zip(rollouts, adv.tolist()):
                 r.advantages = [a] * len(r.response_ids)
             score_mean = float(scores.mean())

@@ -18,6 +18,7 @@ algorithms themselves live in `training.core_algos`.
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +108,26 @@ class PolicyGradientTrainer:
                  grad_clip: float | None = 1.0, clip_low: float = 0.2, clip_high: float | None = None,
                  loss_agg: str = "token-mean", policy_loss: str = "ppo", kl_coef: float = 0.0,
                  kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
-                 reward: str = "sparse", orm: RewardModel | None = None, seed: int = 0, progress: bool = False):
+                 reward: str = "sparse", orm: RewardModel | None = None, cov_fraction: float | None = None,
+                 top_entropy_quantile: float = 1.0, reset_reference_every: int | None = None,
+                 micro_batch_size: int | None = None, seed: int = 0, progress: bool = False):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
+        for key, value in (("micro_batch_size", micro_batch_size), ("reset_reference_every", reset_reference_every)):
+            if value is not None and value < 1:
+                raise ValueError(f"trainer.{key} must be >= 1 or null, got {value}")
         if old_logp not in OLD_LOGP:
             raise ValueError(f"trainer.old_logp: {old_logp!r} is not one of {list(OLD_LOGP)}")
         self.old_logp, self.reward, self.orm = old_logp, check_reward(reward), orm
         core_algos.lookup(core_algos.KL_ESTIMATORS, kl_estimator, "trainer.kl_estimator")
         core_algos.aggregate(torch.zeros(1, 1), torch.ones(1, 1), loss_agg)
         self.policy_loss = core_algos.lookup(core_algos.POLICY_LOSSES, policy_loss, "trainer.policy_loss")
+        self.loss_options = {} if cov_fraction is None else {"cov_fraction": cov_fraction}
+        if self.loss_options and "cov_fraction" not in inspect.signature(self.policy_loss).parameters:
+            raise ValueError(f"trainer.cov_fraction is for policy_loss kl_cov | clip_cov, not {policy_loss!r}")
+        core_algos.top_entropy_mask(torch.ones(1, 1), torch.ones(1, 1), top_entropy_quantile)  # checks the range
+        self.top_entropy_quantile, self.reset_reference_every = top_entropy_quantile, reset_reference_every
+        self.micro_batch_size = micro_batch_size or minibatch_size
         self.lr, self.weight_decay, self.epochs, self.minibatch_size = lr, weight_decay, epochs, minibatch_size
         self.grad_clip, self.clip_low, self.clip_high, self.loss_agg = grad_clip, clip_low, clip_high, loss_agg
         self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
@@ -167,10 +179,24 @@ class PolicyGradientTrainer:
         if not rollouts:
             return {**stats, "pg_rollouts": 0}
         stats["off_context_tokens"] = mask_off_context(rollouts)
+        stats["reference_reset"] = float(self.maybe_reset_reference(iteration))
         stats.update(self.score_rollouts(rollouts))
         stats.update(self.assign_advantages(rollouts))
         stats.update(self.update(rollouts, iteration))
         return stats
+
+    def maybe_reset_reference(self, iteration: int) -> bool:
+        """ProRL's reference reset (Liu et al. 2025): after every `reset_reference_every`
+        updates the KL reference becomes the current policy and AdamW's moments are dropped,
+        so a long run is not held to its start. Both live in `state_dict`, and the schedule
+        depends on the iteration only, so a resumed run resets where an unbroken one does."""
+        every = self.reset_reference_every
+        if not every or iteration <= 1 or (iteration - 1) % every:
+            return False
+        if self.ref_model is not None:
+            self.ref_model.load_state_dict(self.policy.model.state_dict())
+        self.optimizer.state.clear()
+        return True
 
     def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
         """Fill `advantages` (and, with a critic, `returns`) of every rollout."""
@@ -181,11 +207,11 @@ class PolicyGradientTrainer:
         tok = self.policy.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
-    def minibatches(self, rollouts: list[Rollout], generator: torch.Generator | None = None):
+    def minibatches(self, rollouts: list[Rollout], generator: torch.Generator | None = None, size: int | None = None):
         order = torch.randperm(len(rollouts), generator=generator).tolist() if generator else range(len(rollouts))
-        order = list(order)
-        for start in range(0, len(order), self.minibatch_size):
-            yield [rollouts[i] for i in order[start : start + self.minibatch_size]]
+        order, size = list(order), size or self.minibatch_size
+        for start in range(0, len(order), size):
+            yield [rollouts[i] for i in order[start : start + size]]
 
     @torch.no_grad()
     def score_rollouts(self, rollouts: list[Rollout]) -> dict[str, float]:
@@ -193,7 +219,7 @@ class PolicyGradientTrainer:
         policy's mean entropy on its own trained tokens, reference log-probs (when a KL
         penalty is on) and the critic's values (the 'old values' of value clipping and GAE)."""
         entropy, sampler_dev, tokens = 0.0, 0.0, 0.0
-        for chunk in self.minibatches(rollouts):
+        for chunk in self.minibatches(rollouts, size=self.micro_batch_size):
             batch = make_batch(chunk, self.pad_id, ("sampler_logp",))
             scores = forward(self.policy.model, batch, entropy=True)
             logp = scores["logp"] if self.old_logp == "recompute" else batch.tensors["sampler_logp"]
@@ -224,50 +250,80 @@ class PolicyGradientTrainer:
         return forward(self.critic_model, batch, self.value_head)["values"]
 
     def update(self, rollouts: list[Rollout], iteration: int) -> dict[str, float]:
+        """Clipped-ratio epochs over shuffled minibatches. A minibatch larger than
+        `micro_batch_size` traces is run as micro batches whose gradients accumulate before
+        the one optimizer step, each weighted by its share of the minibatch's tokens (rows,
+        under seq-mean-token-mean), so memory is bounded by the micro batch and the step
+        equals the whole minibatch's (the kl_cov/clip_cov and top-entropy selections are
+        then made per micro batch)."""
         model = self.policy.model
         fields = ("old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
             ("returns", "old_values") if self.critic_active else ())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
-        shared_head = self.critic_active and self.critic_model is None
         totals: dict[str, float] = {}
-        steps = 0
+        steps, ratio_dev = 0, 0.0
         model.train()
         for _ in range(self.epochs):
             for chunk in self.minibatches(rollouts, generator):
-                batch = make_batch(chunk, self.pad_id, fields)
-                scores = forward(model, batch, self.value_head if shared_head else None,
-                                 entropy=bool(self.entropy_coef))
-                t, mask = batch.tensors, batch.mask
-                if steps == 0:  # before any optimizer step: how far pi_old is from the model being trained
-                    ratio = (scores["logp"].detach() - t["old_logp"]).exp()
-                    ratio_dev = float(core_algos.masked_mean((ratio - 1).abs(), mask))
-                loss, stats = self.policy_loss(scores["logp"], t["old_logp"], t["advantages"], mask,
-                                               clip_low=self.clip_low, clip_high=self.clip_high, agg=self.loss_agg)
-                stats = {"pg_loss": loss.detach(), **stats}
-                if self.kl_in_loss:
-                    kl = core_algos.kl_penalty(scores["logp"], t["ref_logp"], self.kl_estimator)
-                    kl_loss = core_algos.aggregate(kl, mask, self.loss_agg)
-                    loss = loss + self.kl_coef * kl_loss
-                    stats["kl"] = kl_loss.detach()
-                if self.entropy_coef:
-                    loss = loss - self.entropy_coef * core_algos.aggregate(scores["entropy"], mask, self.loss_agg)
-                if self.critic_active:
-                    v_loss, v_clip = core_algos.value_loss(self.values(batch, scores), t["old_values"], t["returns"],
-                                                           mask, self.value_clip)
-                    loss = loss + self.vf_coef * v_loss
-                    stats.update(value_loss=v_loss.detach(), value_clip_frac=v_clip)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                micro = list(self.minibatches(chunk, size=self.micro_batch_size))
+                weights = [self.loss_weight(m) for m in micro]
+                total = sum(weights) or 1.0
+                stats: dict[str, float] = {}
+                for m, w in zip(micro, weights):
+                    loss, micro_stats = self.micro_loss(make_batch(m, self.pad_id, fields))
+                    (loss * (w / total)).backward()
+                    for k, v in micro_stats.items():
+                        stats[k] = stats.get(k, 0.0) + float(v) * w / total
+                dev = stats.pop("ratio_dev")
+                ratio_dev = dev if steps == 0 else ratio_dev  # before any optimizer step: pi_old vs the trained model
                 if self.grad_clip:  # policy and critic are clipped separately; the policy's norm is logged
                     norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip)
                              for g in self.optimizer.param_groups]
-                    stats["grad_norm"] = norms[0]
+                    stats["grad_norm"] = float(norms[0])
                 self.optimizer.step()
                 steps += 1
                 for k, v in stats.items():
-                    totals[k] = totals.get(k, 0.0) + float(v)
+                    totals[k] = totals.get(k, 0.0) + v
         model.eval()
         out = {k: v / steps for k, v in totals.items()}
         out.update(ratio_dev=ratio_dev, pg_rollouts=len(rollouts), pg_updates=steps,
                    pg_tokens=int(sum(sum(r.loss_mask) for r in rollouts)))
         return out
+
+    def loss_weight(self, rollouts: list[Rollout]) -> float:
+        """What a micro batch's mean loss stands for: its trained tokens (token-mean) or its
+        rows with a trained token (seq-mean-token-mean)."""
+        if self.loss_agg == "token-mean":
+            return float(sum(sum(r.loss_mask) for r in rollouts))
+        return float(sum(any(r.loss_mask) for r in rollouts))
+
+    def micro_loss(self, batch: TokenBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of one micro batch (policy, KL, entropy bonus, critic) and its stats."""
+        shared_head = self.critic_active and self.critic_model is None
+        scores = forward(self.policy.model, batch, self.value_head if shared_head else None,
+                         entropy=bool(self.entropy_coef) or self.top_entropy_quantile < 1)
+        t, mask = batch.tensors, batch.mask
+        ratio = (scores["logp"].detach() - t["old_logp"]).exp()
+        extra = {"ratio_dev": core_algos.masked_mean((ratio - 1).abs(), mask)}
+        advantages = t["advantages"]
+        if self.top_entropy_quantile < 1:  # the 80/20 rule: the policy gradient only on high-entropy tokens
+            keep = core_algos.top_entropy_mask(scores["entropy"], mask, self.top_entropy_quantile)
+            advantages = advantages * keep
+            extra["entropy_kept"] = core_algos.masked_mean(keep, mask)
+        loss, stats = self.policy_loss(scores["logp"], t["old_logp"], advantages, mask, clip_low=self.clip_low,
+                                       clip_high=self.clip_high, agg=self.loss_agg, **self.loss_options)
+        stats = {"pg_loss": loss.detach(), **stats, **extra}
+        if self.kl_in_loss:
+            kl_loss = core_algos.aggregate(core_algos.kl_penalty(scores["logp"], t["ref_logp"], self.kl_estimator),
+                                           mask, self.loss_agg)
+            loss = loss + self.kl_coef * kl_loss
+            stats["kl"] = kl_loss.detach()
+        if self.entropy_coef:
+            loss = loss - self.entropy_coef * core_algos.aggregate(scores["entropy"], mask, self.loss_agg)
+        if self.critic_active:
+            v_loss, v_clip = core_algos.value_loss(self.values(batch, scores), t["old_values"], t["returns"],
+                                                   mask, self.value_clip)
+            loss = loss + self.vf_coef * v_loss
+            stats.update(value_loss=v_loss.detach(), value_clip_frac=v_clip)
+        return loss, stats

@@ -6,8 +6,9 @@ Rewards (`reward`, `training.rewards.step_scores`): `sparse` puts the outcome on
 token; `dense` gives each text step the task's step reward on its last token; `orm` gives
 each step the score the run's outcome reward model assigns to the trace up to that step.
 Rollouts from tree search (depth > 1) can instead use tree advantages (`advantage: tree`,
-or `auto`): a step's advantage is the mean leaf reward below the node it creates minus
-that below its parent, and each shared step is credited once. Tree advantages use the
+or `auto`): with V(node) the mean leaf reward below a node, a step's advantage is
+V(node) - V(parent) (`tree_advantage: local`), V(node) - V(root) (`global`) or their sum
+(`both`, TreeRL's), and each shared step is credited once. Tree advantages use the
 verifier's leaf rewards, so they go with `reward: sparse` only (`auto` picks GAE for the
 other rewards).
 """
@@ -39,7 +40,8 @@ class PPO(PolicyGradientTrainer):
     def __init__(self, *, advantage: str = "auto", gamma: float = 1.0, lam: float = 0.95,
                  whiten_advantages: bool = True, critic: str = "shared", critic_lr: float | None = None,
                  vf_coef: float = 0.5, value_clip: float | None = 0.2, kl_coef: float = 0.05,
-                 kl_estimator: str = "k1", kl_loss_estimator: str = "k3", kl_in: str = "reward", **kwargs):
+                 kl_estimator: str = "k1", kl_loss_estimator: str = "k3", kl_in: str = "reward",
+                 tree_advantage: str = "local", **kwargs):
         # The base class puts `kl_estimator` into the loss. k1 has the wrong gradient there: on
         # reused samples it only lowers the likelihood of every sampled token (with tree
         # advantages, where most tokens carry no advantage, that alone collapsed the tiny policy
@@ -55,7 +57,9 @@ class PPO(PolicyGradientTrainer):
         if advantage == "tree" and self.reward != "sparse":
             raise ValueError(f"trainer.advantage=tree uses the verifier's leaf rewards; trainer.reward={self.reward} "
                              "needs advantage=gae (or auto)")
-        self.advantage, self.gamma, self.lam = advantage, gamma, lam
+        if tree_advantage not in core_algos.TREE_ADVANTAGES:
+            raise ValueError(f"trainer.tree_advantage: {tree_advantage!r} is not one of {list(core_algos.TREE_ADVANTAGES)}")
+        self.advantage, self.gamma, self.lam, self.tree_advantage = advantage, gamma, lam, tree_advantage
         self.whiten_advantages, self.critic, self.vf_coef, self.value_clip = whiten_advantages, critic, vf_coef, value_clip
         self.critic_lr = self.lr if critic_lr is None else critic_lr
         self.kl_in = kl_in
@@ -78,7 +82,8 @@ class PPO(PolicyGradientTrainer):
 
     def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
         if self.mode == "tree":
-            by_tree = {id(r.result.tree): core_algos.tree_advantages(r.result.tree) for r in rollouts}
+            by_tree = {id(r.result.tree): core_algos.tree_advantages(r.result.tree, self.tree_advantage)
+                       for r in rollouts}
             for r in rollouts:
                 r.advantages = per_node_advantages(r, by_tree[id(r.result.tree)])
             credit_shared_steps_once(rollouts)
