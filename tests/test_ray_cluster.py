@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from conftest import TINY_RUN
 from training.cluster import build_searcher
-from training.cluster.session import check_cluster
+from training.config_check import check_training_config
 
 ray = pytest.importorskip("ray", reason='pip install -e ".[ray]"')
 
@@ -77,11 +77,14 @@ def test_shards_are_contiguous_and_cover_every_problem_once():
 
 
 def test_bad_cluster_config_is_one_line_naming_the_key():
-    cfg = ray_config(2, "cluster.rollout_workers=0")
-    with pytest.raises(ValueError, match=r"cluster\.rollout_workers must be an integer >= 1, got 0"):
-        build_searcher(cfg, {})
-    with pytest.raises(ValueError, match="missing key"):
-        check_cluster(OmegaConf.create({"kind": "ray"}))
+    with pytest.raises(ValueError, match=r"^config error: cluster\.rollout_workers=0 is not allowed; expected an integer >= 1$"):
+        build_searcher(ray_config(2, "cluster.rollout_workers=0"), {})
+    with pytest.raises(ValueError, match=r"cluster\.kind must be one of \('local', 'ray'\), got 'slurm'"):
+        build_searcher(ray_config(2, "cluster.kind=slurm"), {})
+    assert check_training_config(ray_config(2)) is None
+    with pytest.raises(SystemExit) as exit_:
+        check_training_config(ray_config(2, "cluster.cpus_per_worker=0"))
+    assert exit_.value.code == 2
 
 
 @pytest.mark.slow

@@ -57,7 +57,16 @@ ORM: dict[str, Knob] = {f"orm.{key}": knob for key, knob in {
     "train.threshold": Knob(float),
 }.items()}
 
-TABLES = (RUN, LOOP, SEARCH, TRAINER, ORM)
+CLUSTER: dict[str, Knob] = {  # conf/cluster/ray.yaml (training.cluster)
+    "cluster.rollout_workers": count(),
+    "cluster.train_workers": count(),
+    "cluster.cpus_per_worker": count(),
+    "cluster.gpus_per_worker": NON_NEGATIVE,
+    "cluster.max_restarts": count(0),
+    "cluster.object_store_mb": count(75),  # Ray's smallest object store
+}
+
+TABLES = (RUN, LOOP, SEARCH, TRAINER, ORM, CLUSTER)
 
 
 def check_training_config(cfg: DictConfig) -> None:

@@ -15,7 +15,9 @@ from omegaconf import DictConfig
 
 from policies import Policy
 from search import Budget, SearchResult
+from search.config_check import problems
 from tasks import Problem, Task
+from training.config_check import CLUSTER
 
 KINDS = ("local", "ray")
 
@@ -59,8 +61,9 @@ def build_searcher(cfg: DictConfig, overrides: dict[str, Any]) -> Searcher:
     if overrides:
         raise ValueError("cluster=ray: the search evaluator uses the run's ORM, which lives in the driver; "
                          "use cluster=local or an evaluator without the ORM")
+    bad = problems(cfg, CLUSTER)  # training.run checks these before torch loads; a direct caller here
+    if bad:
+        raise ValueError("; ".join(bad))
     from training.cluster.rollouts import RayRollouts
-    from training.cluster.session import check_cluster
 
-    check_cluster(cfg.cluster)
     return RayRollouts(cfg)

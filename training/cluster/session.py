@@ -15,22 +15,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-KEYS = ("address", "rollout_workers", "train_workers", "cpus_per_worker", "gpus_per_worker", "max_restarts",
-        "object_store_mb")
-
-
-def check_cluster(cluster: DictConfig) -> None:
-    """One line naming the key for a ray cluster config that cannot work."""
-    missing = [k for k in KEYS if k not in cluster]
-    if missing:
-        raise ValueError(f"cluster={cluster.kind}: missing key(s) {missing} (see conf/cluster/ray.yaml)")
-    for key in ("rollout_workers", "train_workers", "cpus_per_worker"):
-        if not isinstance(cluster[key], int) or cluster[key] < 1:
-            raise ValueError(f"cluster.{key} must be an integer >= 1, got {cluster[key]!r}")
-    for key in ("gpus_per_worker", "max_restarts"):
-        if not isinstance(cluster[key], (int, float)) or cluster[key] < 0:
-            raise ValueError(f"cluster.{key} must be >= 0, got {cluster[key]!r}")
-
 
 def ensure_ray(cluster: DictConfig) -> Any:
     """The `ray` module, connected: a no-op when this process already joined a Ray."""
