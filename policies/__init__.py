@@ -1,5 +1,5 @@
-"""Language-model backends behind one `Policy` protocol. Imports nothing of ours."""
+"""Language-model backends behind one `Policy` protocol (`TrainablePolicy` for the ones trainers update). Imports nothing of ours."""
 
-from policies.base import Policy, Sample
+from policies.base import Policy, Sample, TrainablePolicy
 
-__all__ = ["Policy", "Sample"]
+__all__ = ["Policy", "Sample", "TrainablePolicy"]

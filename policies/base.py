@@ -34,10 +34,10 @@ class Sample:
 
 @runtime_checkable
 class Policy(Protocol):
-    """A language model that samples continuations and scores them."""
+    """A language model that samples continuations and scores them: everything search,
+    evaluation and the run loop use. Trainers need more: `TrainablePolicy`."""
 
-    model: Any  # a torch.nn.Module (HF causal LM) where the backend trains in-process
-    tokenizer: Any  # a transformers tokenizer
+    tokenizer: Any  # a transformers tokenizer (its chat template serves `prompt_style: chat`)
 
     def sample(
         self,
@@ -66,4 +66,21 @@ class Policy(Protocol):
 
     def save(self, path: str | Path) -> None:
         """Write a plain Hugging Face model folder (weights + tokenizer)."""
+        ...
+
+
+@runtime_checkable
+class TrainablePolicy(Policy, Protocol):
+    """A policy whose weights a trainer updates in this process (`training.*` types against
+    it): the HF causal LM itself, and the exact token ids the sampler used, so that
+    rollouts re-encode searched text to the ids that were sampled."""
+
+    model: Any  # a torch.nn.Module (HF causal LM, with `.base_model` for the ORM's backbone)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """The ids `sample` feeds for `prompt` (special tokens such as BOS included)."""
+        ...
+
+    def encode_continuation(self, text: str) -> list[int]:
+        """The ids of `text` written after a prompt (no special tokens)."""
         ...

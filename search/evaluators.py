@@ -135,20 +135,13 @@ VALUE_WORDS = {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
 class SelfEvaluator:
     """Tree-of-Thoughts value prompt: the policy judges the state as sure / likely /
     impossible in `votes` samples; the value is the mean of the parsed judgements
-    (an unparseable answer counts as `neutral`). A task may supply its own
-    `value_prompt(problem, prefix)`."""
+    (an unparseable answer counts as `neutral`)."""
 
     name = "self_eval"
 
     def __init__(self, votes: int = 3, max_new_tokens: int = 16, temperature: float = 1.0, neutral: float = 0.5):
         self.votes, self.neutral = votes, neutral
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature)
-
-    def _prompt(self, task: Task, state: ProblemState, node: int) -> str:
-        custom = getattr(task, "value_prompt", None)
-        if custom is not None:
-            return custom(state.problem, state.tree.prefix(node))
-        return state.text(node) + VALUE_QUESTION
 
     def _judge(self, text: str) -> float:
         m = re.search(r"\b(sure|likely|impossible)\b", text.lower())
@@ -158,7 +151,7 @@ class SelfEvaluator:
         return re.search(r"\b(sure|likely|impossible)\b", text.lower()) is not None
 
     def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
-        prompts = [self._prompt(task, s, n) for s, n in items]
+        prompts = [s.text(n) + VALUE_QUESTION for s, n in items]
         groups = _sample_charged(items, prompts, policy, self.votes, self.sampler, seed, ["\n"])
         for (state, _), g in zip(items, groups):  # the parse rate is a health figure of the run
             if g is not None:

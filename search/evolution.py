@@ -88,10 +88,8 @@ class Evolution(StepwiseSearch):
     # -- selection and variation ---------------------------------------------------------
 
     def niche(self, state: ProblemState, node: int, task: Task) -> str:
-        descriptor = getattr(task, "descriptor", None)
-        if descriptor is not None:
-            return str(descriptor(state.problem, state.tree.prefix(node)))
-        return str(state.tree[node]["answer"])
+        descriptor = task.descriptor(state.problem, state.tree.prefix(node))
+        return str(state.tree[node]["answer"] if descriptor is None else descriptor)
 
     def select(self, state: ProblemState, task: Task) -> None:
         """Merge the newborn into the population; log the generation's fitness."""

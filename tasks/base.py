@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,9 @@ class Task(ABC):
     #: The one place a task's step delimiter is defined; a step is text up to and
     #: including it. Samplers stop on it, search splits traces on it.
     step_stop: str = "\n"
+    #: How prompts are written; "chat" asks the run for the policy's chat template
+    #: (`set_chat_template`) before the first prompt.
+    prompt_style: str = "plain"
 
     @abstractmethod
     def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
@@ -127,6 +130,21 @@ class Task(ABC):
         (an exhaustive solver); None when it cannot. Coverage and the in/beyond-support
         split of the plateau study need it."""
         return None
+
+    def descriptor(self, problem: Problem, text: str) -> Hashable | None:
+        """A behaviour descriptor of a trace (MAP-Elites niches in `search=evolution`);
+        None when the task has none, and niches fall back to the trace's answer."""
+        return None
+
+    def set_chat_template(self, template: Any) -> None:
+        """Receive the policy's chat template (a tokenizer or a messages -> text function)
+        when `prompt_style` is "chat"; a task without a chat style needs nothing."""
+
+    def state_space(self) -> Any:
+        """The task's formal state space (`tasks.state_space`) for guide searches
+        (`search=xot`); a task without one refuses."""
+        raise ValueError(f"task {self.name!r} has no formal state space (a state_space() method); "
+                         "search=xot needs one")
 
     def split_steps(self, text: str) -> list[str]:
         """Split a trace into steps, each keeping its delimiter (the last may lack it).

@@ -31,5 +31,5 @@ def build_task(cfg: Any) -> Task:
 def use_tokenizer(task: Task, tokenizer: object) -> None:
     """Give a task with `prompt_style: chat` the policy tokenizer's chat template; other
     tasks and styles need nothing from the tokenizer."""
-    if getattr(task, "prompt_style", None) == "chat":
+    if task.prompt_style == "chat":
         task.set_chat_template(tokenizer)

@@ -2,6 +2,8 @@
 policy starts reading the marker. (The run that raises the reward on easy Countdown is in
 test_trainers_e2e.py, beside the other trainers'.)"""
 
+import inspect
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from search import Budget, SearchResult, SearchTree
 from search.sampling import Sampling
+from tasks import Problem, Task
 from tasks.countdown import Countdown
 from training.rcrl import BAD, GOOD, RCRL, ConditionedTask, conditioned_examples
 
@@ -39,7 +42,38 @@ def test_conditioned_task_prepends_good_and_delegates_judging(countdown):
     # the prefix a search hands over starts with the conditioned prompt; the marker is stripped
     assert task.step_reward(problem, task.prompt(problem), first) == 1.0
     assert task.step_reward(problem, task.prompt(problem), "9 * 9 = 81 (left: 81)\n") == 0.0
-    assert task.solve(problem.meta["numbers"], problem.meta["target"])  # task extras pass through
+    assert task.solutions(problem) == countdown.solutions(problem)  # optional capabilities pass through
+    assert task.descriptor(problem, trace) == countdown.descriptor(problem, trace)
+    assert task.state_space().spec() == countdown.state_space().spec()
+
+
+def test_every_public_task_method_and_attribute_is_delegated():
+    """A recording task answers every public method of `Task` with a value only it gives;
+    the wrapper must hand each call through, so a method added to `Task` and forgotten in
+    `ConditionedTask` (which would silently run `Task`'s default) fails here."""
+    methods = [n for n, _ in inspect.getmembers(Task, inspect.isfunction) if not n.startswith("_")]
+    attributes = [n for n, v in vars(Task).items() if not n.startswith("_") and not callable(v)]
+    calls = []
+
+    def recorder(name):
+        def method(self, *args, **kwargs):
+            calls.append(name)
+            return f"from the task: {name}"
+        return method
+
+    inner = type("Recorder", (Task,), {**{n: recorder(n) for n in methods},
+                                       **{n: f"own {n}" for n in attributes}})()
+    wrapped = ConditionedTask(inner, marker="")
+    problem = Problem("p", "q", "a")
+    for name in methods:
+        params = list(inspect.signature(getattr(Task, name)).parameters)[1:]
+        args = [problem if p == "problem" else "" for p in params]
+        result = getattr(wrapped, name)(*args)
+        assert calls[-1:] == [name], f"ConditionedTask.{name} is not delegated"
+        if inspect.signature(getattr(Task, name)).return_annotation != "None":
+            assert result == f"from the task: {name}", f"ConditionedTask.{name} does not return the task's answer"
+        calls.clear()
+    assert {n: getattr(wrapped, n) for n in attributes} == {n: f"own {n}" for n in attributes}
 
 
 def test_every_trace_is_kept_with_its_return_marker_and_deduplicated(countdown):

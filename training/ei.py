@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from policies import Policy
+from policies import TrainablePolicy
 from search import SearchResult
 from tasks import Task
 from training.rewards import RewardModel, check_reward, trace_scores
@@ -78,7 +78,7 @@ class ExpertIteration:
         self.dataset: list[dict[str, Any]] = []
         self.optimizer: torch.optim.Optimizer | None = None
 
-    def setup(self, policy: Policy, task: Task) -> Task:
+    def setup(self, policy: TrainablePolicy, task: Task) -> Task:
         self.policy, self.task = policy, task
         self.base_state = copy.deepcopy(policy.model.state_dict()) if self.reset_each_round else None
         return task

@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from policies import Policy
+from policies import Policy, TrainablePolicy
 from search.metrics import answer_correct, sample_with_progress
 from search.result import SearchResult
 from tasks import Problem, Task
@@ -55,7 +55,7 @@ def slice_metrics(task: Task, results: list[SearchResult], rule: SupportRule, ks
             "novel_correct": novel_correct(keys, rule.covers), "problems": len(results)}
 
 
-def lab_metrics(policy: Policy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
+def lab_metrics(policy: TrainablePolicy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
                 progress: bool = False) -> dict[str, Any]:
     """The laboratory's metrics of `policy` on `problems` (see the module docstring)."""
     rule = SupportRule(tuple(lab.support.exclude_ops or ()))
@@ -75,13 +75,12 @@ def lab_metrics(policy: Policy, base: Policy | None, task: Task, problems: list[
     return out
 
 
-def own_entropy(policy: Policy, results: list[SearchResult], per_problem: int) -> float | None:
+def own_entropy(policy: TrainablePolicy, results: list[SearchResult], per_problem: int) -> float | None:
     """Mean per-token entropy over the first `per_problem` samples of each problem."""
-    tokenizer = policy.tokenizer
-    pairs = [(tokenizer(r.tree.prompt, add_special_tokens=True)["input_ids"], [i for ids in t.step_token_ids for i in ids])
+    pairs = [(policy.encode_prompt(r.tree.prompt), [i for ids in t.step_token_ids for i in ids])
              for r in results for t in r.traces()[:per_problem]]
     pairs = [p for p in pairs if p[1]]
-    value = completion_entropy(policy.model, tokenizer, pairs) if pairs else None
+    value = completion_entropy(policy.model, policy.tokenizer, pairs) if pairs else None
     return None if value is None or value != value else value
 
 

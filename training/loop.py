@@ -16,7 +16,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from policies import Policy
+from policies import Policy, TrainablePolicy
 from search import Budget, SearchResult
 from policies.seeding import seed_everything
 from search.health import search_health, value_auc
@@ -73,7 +73,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     folder = RunFolder(out_dir)
     say(f"run folder: {folder.root.resolve()}")
     task = build_task(cfg.task)
-    policy: Policy = instantiate(cfg.policy)
+    policy: TrainablePolicy = instantiate(cfg.policy)
     base: Policy | None = instantiate(cfg.policy) if cfg.eval.get("lab") else None  # frozen: base_nll
     use_tokenizer(task, policy.tokenizer)
     orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it

@@ -39,7 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from policies import Policy
+from policies import TrainablePolicy
 from policies.tiny import build_tiny_model
 from search import SearchResult
 from search.tree import Trace
@@ -99,14 +99,14 @@ class OutcomeRewardModel(torch.nn.Module):
         return self.value([t.prompt + t.text for t in traces]) if traces else []
 
 
-def build_orm(policy: Policy | None = None, backbone: str = "policy", size: str = "1m", seed: int = 0,
+def build_orm(policy: TrainablePolicy | None = None, backbone: str = "policy", size: str = "1m", seed: int = 0,
               max_length: int = 512) -> OutcomeRewardModel:
     """An untrained ORM on a copy of `policy`'s transformer, or on a fresh tiny Llama."""
     if backbone not in BACKBONES:
         raise ValueError(f"orm.backbone: {backbone!r} is not one of {BACKBONES}")
     if backbone == "policy":
-        if policy is None or not hasattr(getattr(policy, "model", None), "base_model"):
-            raise ValueError("orm.backbone=policy needs an in-process policy whose model has a base_model")
+        if policy is None:
+            raise ValueError("orm.backbone=policy needs the run's (trainable, in-process) policy")
         return OutcomeRewardModel(copy.deepcopy(policy.model.base_model), policy.tokenizer, max_length)
     model, tokenizer = build_tiny_model(size, seed=seed)
     return OutcomeRewardModel(model.base_model, tokenizer, max_length)
@@ -169,7 +169,7 @@ class ORMTraining:
 
     Build it with the run's policy: `instantiate(cfg.orm, policy=policy)`."""
 
-    def __init__(self, policy: Policy | None = None, backbone: str = "policy", size: str = "1m",
+    def __init__(self, policy: TrainablePolicy | None = None, backbone: str = "policy", size: str = "1m",
                  train: dict | None = None, accumulate: bool = True, seed: int = 0, progress: bool = False):
         self.config = ORMConfig(**(train or {}))
         self.model = build_orm(policy, backbone, size, seed, self.config.max_length)
@@ -213,7 +213,7 @@ def orm_users(cfg: DictConfig) -> list[str]:
                                     ("rerank", rerank == "orm")) if used]
 
 
-def build_run_orm(cfg: DictConfig, policy: Policy) -> ORMTraining | None:
+def build_run_orm(cfg: DictConfig, policy: TrainablePolicy) -> ORMTraining | None:
     """The run's ORM from `cfg.orm`, or None when nothing in the run uses it."""
     return instantiate(cfg.orm, policy=policy) if orm_users(cfg) else None
 
@@ -232,7 +232,7 @@ class WithORM:
         self.trainer, self.orm = trainer, orm
         self.name = trainer.name
 
-    def setup(self, policy: Policy, task: Task) -> Task:
+    def setup(self, policy: TrainablePolicy, task: Task) -> Task:
         return self.trainer.setup(policy, task)
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]:

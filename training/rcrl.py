@@ -31,9 +31,10 @@ ORM's score, against `good_threshold` (null: 1.0, or 0.5 with `reward: orm`).
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import Any
 
-from policies import Policy
+from policies import TrainablePolicy
 from search import SearchResult
 from tasks import Problem, Task
 from training.ei import ExpertIteration, dedup_key
@@ -46,20 +47,21 @@ BAD = "<bad>\n"  # return marker of every other trace
 class ConditionedTask(Task):
     """`task` with `marker` prepended to every prompt; everything else is the task's own.
 
+    Every public method and attribute of `Task` is delegated here by name (no
+    `__getattr__`), so the wrapper is exactly a `Task`; `tests/test_rcrl.py` iterates
+    `Task`'s public methods and fails when one added later is not delegated.
     `step_reward` receives prefixes that may start with the (conditioned) prompt; the
     marker is stripped first so the task recognises its own prompt."""
 
     def __init__(self, task: Task, marker: str = GOOD):
         self.task, self.marker = task, marker
-        self.name, self.step_stop = task.name, task.step_stop
-
-    def __getattr__(self, name: str) -> Any:  # task-specific extras (descriptor, value_prompt, solve, ...)
-        if name == "task":  # not yet set (copy / unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.task, name)
+        self.name, self.step_stop, self.prompt_style = task.name, task.step_stop, task.prompt_style
 
     def prompt(self, problem: Problem) -> str:
         return self.marker + self.task.prompt(problem)
+
+    def step_reward(self, problem: Problem, prefix: str, step: str) -> float | None:
+        return self.task.step_reward(problem, prefix.removeprefix(self.marker), step)
 
     def problems(self, split: str = "train", limit: int | None = None, seed: int = 0) -> list[Problem]:
         return self.task.problems(split, limit, seed)
@@ -76,14 +78,23 @@ class ConditionedTask(Task):
     def reward(self, problem: Problem, text: str) -> float:
         return self.task.reward(problem, text)
 
-    def step_reward(self, problem: Problem, prefix: str, step: str) -> float | None:
-        return self.task.step_reward(problem, prefix.removeprefix(self.marker), step)
-
     def reference_traces(self, problem: Problem) -> list[str]:
         return self.task.reference_traces(problem)
 
     def solution_key(self, problem: Problem, text: str) -> str:
         return self.task.solution_key(problem, text)
+
+    def solutions(self, problem: Problem) -> list[str] | None:
+        return self.task.solutions(problem)
+
+    def descriptor(self, problem: Problem, text: str) -> Hashable | None:
+        return self.task.descriptor(problem, text)
+
+    def set_chat_template(self, template: Any) -> None:
+        self.task.set_chat_template(template)
+
+    def state_space(self) -> Any:
+        return self.task.state_space()
 
     def split_steps(self, text: str) -> list[str]:
         return self.task.split_steps(text)
@@ -131,7 +142,7 @@ class RCRL(ExpertIteration):
             raise ValueError(f"trainer.bad_per_good must be >= 0 or null, got {bad_per_good}")
         self.bad_per_good = bad_per_good
 
-    def setup(self, policy: Policy, task: Task) -> ConditionedTask:
+    def setup(self, policy: TrainablePolicy, task: Task) -> ConditionedTask:
         """Returns the task the loop must search and evaluate with: plain prompts until the
         first round has trained on marked traces, `GOOD`-conditioned ones after."""
         super().setup(policy, task)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from policies import Policy
+from policies import TrainablePolicy
 from search import SearchResult
 from search.tree import Trace
 from tasks import Task
@@ -54,7 +54,7 @@ class Rollout:
     ref_logp: list[float] = field(default_factory=list)
 
 
-def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
+def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) -> Rollout:
     """The ids the sampler produced for `trace` (recorded in the tree, EOS included when
     the trace ended on it), checked against its recorded logprobs.
 
@@ -82,7 +82,7 @@ def encode_trace(policy: Policy, result: SearchResult, trace: Trace) -> Rollout:
     return Rollout(result, trace, prompt_ids, response, logps, ends, loss_mask=[1.0] * len(response))
 
 
-def text_step_ends(policy: Policy, task: Task, rollout: Rollout) -> list[int]:
+def text_step_ends(policy: TrainablePolicy, task: Task, rollout: Rollout) -> list[int]:
     """Response-token end of each of the task's text steps (`task.split_steps` of the
     trace text); the last one is the final token (EOS included), where the outcome lands."""
     ends, node_start_char, node_start_tok = [], 0, 0
@@ -137,7 +137,7 @@ def mask_off_context(rollouts: list[Rollout]) -> int:
     return masked
 
 
-def build_rollouts(policy: Policy, results: list[SearchResult]) -> tuple[list[Rollout], dict[str, int]]:
+def build_rollouts(policy: TrainablePolicy, results: list[SearchResult]) -> tuple[list[Rollout], dict[str, int]]:
     """Every trace that encodes exactly, off-context steps masked; and the number of traces
     dropped per reason in `DROP_REASONS` (`traces_dropped_<reason>` in step metrics)."""
     rollouts, dropped = [], Counter({reason: 0 for reason in DROP_REASONS})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from policies import Policy
+from policies import TrainablePolicy
 from search import SearchResult
 from tasks import Task
 
@@ -22,7 +22,7 @@ class Trainer(Protocol):
 
     name: str
 
-    def setup(self, policy: Policy, task: Task) -> Task: ...
+    def setup(self, policy: TrainablePolicy, task: Task) -> Task: ...
 
     def step(self, iteration: int, results: list[SearchResult]) -> dict[str, float]: ...
 
