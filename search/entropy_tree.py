@@ -24,7 +24,7 @@ import time
 from collections import deque
 
 from policies import Policy
-from search.budget import Budget
+from search.budget import Budget, require_budget
 from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start, step_prior
 from search.progress import SearchBar
 from search.result import SearchResult
@@ -92,12 +92,12 @@ def renumbered(tree: SearchTree) -> SearchTree:
 class EntropyTree:
     name = "entropy_tree"
 
-    def __init__(self, m: int = 4, forks: int = 2, branch: int = 2, rounds: int = 2, temperature: float = 1.0,
+    def __init__(self, m: int = 4, forks: int = 2, branch: int = 2, rounds: int | None = 2, temperature: float = 1.0,
                  top_p: float = 1.0, max_new_tokens: int = 256, seed: int = 0, progress: bool = False):
         for key, value in (("m", m), ("forks", forks), ("branch", branch)):
             if value < 1:
                 raise ValueError(f"search.{key} must be >= 1, got {value}")
-        if rounds < 0:
+        if rounds is not None and rounds < 0:
             raise ValueError(f"search.rounds must be >= 0, got {rounds}")
         self.m, self.forks, self.branch, self.rounds = m, forks, branch, rounds
         self.seed, self.progress = seed, progress
@@ -106,6 +106,8 @@ class EntropyTree:
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         if getattr(policy, "tokenizer", None) is None:
             raise ValueError("search=entropy_tree splits sampled tokens, so the policy needs a tokenizer")
+        if self.rounds is None:
+            require_budget(budget, "rounds")
         started = time.perf_counter()
         states = start(problems, task, budget, self.name)
         bar = SearchBar(len(states), self.name, self.progress)
@@ -115,7 +117,7 @@ class EntropyTree:
             expand(requests, policy, task, self.sampler, seed=self.seed * 100_003 + done, iteration=done, step=False)
             done += 1
             bar.show(sum(s.done for s in states), sum(s.meter.tokens for s in states))
-            requests = [] if done > self.rounds else self.fork_requests(states, policy)
+            requests = [] if self.rounds is not None and done > self.rounds else self.fork_requests(states, policy)
         bar.close()
         for s in states:
             s.tree = renumbered(s.tree)

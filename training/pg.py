@@ -110,7 +110,7 @@ class PolicyGradientTrainer:
                  kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
                  reward: str = "sparse", orm: RewardModel | None = None, cov_fraction: float | None = None,
                  top_entropy_quantile: float = 1.0, reset_reference_every: int | None = None,
-                 micro_batch_size: int | None = None, seed: int = 0, progress: bool = False):
+                 micro_batch_size: int | None = None, name: str | None = None, seed: int = 0, progress: bool = False):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
         for key, value in (("micro_batch_size", micro_batch_size), ("reset_reference_every", reset_reference_every)):
@@ -132,6 +132,7 @@ class PolicyGradientTrainer:
         self.grad_clip, self.clip_low, self.clip_high, self.loss_agg = grad_clip, clip_low, clip_high, loss_agg
         self.kl_coef, self.kl_estimator, self.entropy_coef = kl_coef, kl_estimator, entropy_coef
         self.seed, self.progress = seed, progress
+        self.name = name or self.name  # a row label (training.report reads trainer.name): e.g. grpo+kl_cov
         self.critic_model: torch.nn.Module | None = None  # a separate critic backbone, when configured
         self.value_head: ValueHead | None = None
         self.uses_critic = False  # a critic exists (built in `setup`)
