@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Protocol
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from policies import Policy
 from search.expand import ProblemState, Sampler
@@ -179,16 +183,24 @@ class ValueModelEvaluator:
         return values
 
 
-EVALUATORS = {"terminal": TerminalEvaluator, "step_check": StepCheckEvaluator, "rollout": RolloutEvaluator,
-              "self_eval": SelfEvaluator}
+EVALUATOR_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "search" / "evaluator"
 
 
-def make_evaluator(spec: str | Evaluator) -> Evaluator:
-    """An evaluator from a built object or a name (`search.evaluator=rollout` on the
-    command line); named evaluators get their default knobs."""
+def make_evaluator(spec: str | Evaluator | None) -> Evaluator:
+    """`spec` itself when built (Hydra builds a config node by `_target_`; code and tests
+    construct evaluators directly); `TerminalEvaluator()` for None; a name is the config of
+    that name, `conf/search/evaluator/<name>.yaml`, built by its `_target_`: the YAML files
+    are the one registry of evaluators."""
+    if spec is None:
+        return TerminalEvaluator()
     if not isinstance(spec, str):
         return spec
-    if spec not in EVALUATORS:
-        raise ValueError(f"search.evaluator: unknown evaluator {spec!r}; choose from {sorted(EVALUATORS)} "
-                         "or give a config node with _target_ (value_model needs its model)")
-    return EVALUATORS[spec]()
+    path = EVALUATOR_CONFIGS / f"{spec}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in EVALUATOR_CONFIGS.glob("*.yaml"))
+        raise ValueError(f"search.evaluator: unknown evaluator {spec!r}; choose from {known}")
+    node = OmegaConf.load(path)
+    if OmegaConf.missing_keys(node):
+        raise ValueError(f"search.evaluator: {spec!r} needs {sorted(OmegaConf.missing_keys(node))}; "
+                         f"choose it as the config group search/evaluator={spec}")
+    return instantiate(node)

@@ -57,7 +57,7 @@ class StepwiseSearch:
 
     name = "stepwise"
 
-    def __init__(self, evaluator: str | Evaluator = "terminal", max_depth: int = 16, max_new_tokens: int = 64,
+    def __init__(self, evaluator: str | Evaluator | None = None, max_depth: int = 16, max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0, answer_by: str = "vote", seed: int = 0,
                  progress: bool = False):
         if answer_by not in ANSWER_BY:
