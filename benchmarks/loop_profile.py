@@ -9,7 +9,7 @@ It composes `config` with `+experiment=plateau` (sampling + EI, seed 0: the swee
 cell) and any Hydra overrides given, runs `training.loop.run` in a temporary folder, and
 times the loop's phases by wrapping what `training.loop` calls:
 
-  search      the strategy's `search` over the train problems
+  search      the searcher's (or strategy's) `search` over the train problems
   health      the round's reward/spend summary and value_auc rollouts (`_train_summary`)
   train       `trainer.step` (the ORM fit of `WithORM`, if any, lands in other)
   eval        `evaluate` before the first and after every iteration
@@ -50,6 +50,8 @@ class PhaseClock:
     def phase(self, label: str, fn):
         @functools.wraps(fn)
         def timed(*args, **kwargs):
+            if self.current == label:  # a wrapped call inside its own phase counts once
+                return fn(*args, **kwargs)
             outer, self.current = self.current, label
             started = time.perf_counter()
             try:
@@ -92,6 +94,14 @@ def instrument(clock: PhaseClock) -> None:
         return obj
 
     loop.instantiate = instantiate
+    if hasattr(loop, "build_searcher"):  # the loop builds its searcher (local or cluster) once
+
+        def build_searcher(*args, **kwargs):
+            searcher = built_searcher(*args, **kwargs)
+            searcher.search = clock.phase("search", searcher.search)
+            return searcher
+
+        built_searcher, loop.build_searcher = loop.build_searcher, build_searcher
 
 
 def main() -> None:
