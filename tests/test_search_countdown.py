@@ -13,7 +13,7 @@ from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from search import Budget, SearchTree
 from search.metrics import summarize
-from search.run import evaluate_search
+from training.evaluate import evaluate_search
 from tasks.config import build_task
 from training.loop import run
 
