@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 
 from policies.base import Sample
+from policies.decode_rows import DecodeRows
 from policies.kv import DecodeCache, PromptKV, SlotCache, sampler_view
 from policies.prefix_cache import KV, PrefixCache
 from policies.stop_table import StopTable
@@ -112,7 +113,7 @@ class Engine:
         shared = (n - 1) * prompt_kv.mask.shape[1] > steps
         cache = DecodeCache(self._sampler.config, prompt_kv, [len(p) for p in prompts], n,
                             min(steps, INITIAL_DECODE_COLUMNS), shared)
-        rows = _Rows(limits, steps, logits.device, torch.tensor(sorted(self.eos_ids), device=logits.device))
+        rows = DecodeRows(limits, steps, logits.device, torch.tensor(sorted(self.eos_ids), device=logits.device))
         table = self._stop_table(stop) if stop else None
         logits = logits.repeat_interleave(n, dim=0)
         for step in range(steps):
@@ -146,7 +147,7 @@ class Engine:
         cache.advance()
         return out.logits[:, -1].float()
 
-    def _remember(self, prompts, n: int, rows: "_Rows", cache: DecodeCache, slot: int, step: int) -> None:
+    def _remember(self, prompts, n: int, rows: DecodeRows, cache: DecodeCache, slot: int, step: int) -> None:
         """Cache a finished row's prompt + generated KV (its last token has none yet)."""
         row = int(cache.slot_rows[slot])
         ids = prompts[row // n] + rows.token_ids[row, :step].tolist()
@@ -238,54 +239,6 @@ class Engine:
             vocab = max(self.model.config.vocab_size, len(self.tokenizer))
             self._stop_tables[key] = StopTable(self.tokenizer.backend_tokenizer, stop, vocab)
         return self._stop_tables[key]
-
-
-class _Rows:
-    """What each row generated, in [rows, steps] tensors on the model's device (Python
-    lists are built once, at the end), and why and when it finished."""
-
-    def __init__(self, limits: list[int], steps: int, device, eos: torch.Tensor):
-        rows = len(limits)
-        self.limits, self.eos = torch.tensor(limits, device=device), eos
-        self.token_ids = torch.zeros((rows, steps), dtype=torch.long, device=device)
-        self.logprobs = torch.zeros((rows, steps), dtype=torch.float32, device=device)
-        self.lengths, self.reasons, self.texts = [0] * rows, [""] * rows, [""] * rows
-
-    def record(self, live: torch.Tensor, step: int, tokens: torch.Tensor, logits: torch.Tensor,
-               table: StopTable | None) -> torch.Tensor:
-        """Store the live rows' new tokens; close and return (as a slot mask) the rows they
-        finish: an EOS, the row's token limit, or a stop string in its text."""
-        self.token_ids[live, step] = tokens
-        self.logprobs[live, step] = torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None])[:, 0]
-        eos = torch.isin(tokens, self.eos)
-        finished = eos | (self.limits[live] <= step + 1)
-        stopped: dict[int, str] = {}
-        if table is not None:
-            for slot in table.candidates(tokens).tolist():
-                text = table.stopped_text(self.token_ids[int(live[slot])], step + 1)
-                if text is not None:
-                    stopped[slot] = text
-                    finished[slot] = True
-        slots = finished.nonzero()[:, 0]
-        for slot, row, is_eos in zip(slots.tolist(), live[slots].tolist(), eos[slots].tolist()):
-            self.lengths[row] = step + 1
-            if slot in stopped:
-                self.reasons[row], self.texts[row] = "stop", stopped[slot]
-            else:
-                self.reasons[row] = "eos" if is_eos else "length"
-        return finished
-
-    def samples(self, tokenizer) -> list[Sample]:
-        """One Sample per row; rows without a stop are decoded in one batch."""
-        token_lists, logprob_lists = self.token_ids.tolist(), self.logprobs.tolist()
-        rows = range(len(token_lists))
-        unstopped = [token_lists[r][: self.lengths[r]] for r in rows if self.reasons[r] != "stop"]
-        decoded = iter(tokenizer.decode_batch(unstopped, skip_special_tokens=True))
-        return [
-            Sample(self.texts[r] if self.reasons[r] == "stop" else next(decoded), token_lists[r][: self.lengths[r]],
-                   logprob_lists[r][: self.lengths[r]], self.reasons[r])
-            for r in rows
-        ]
 
 
 def _chunks(suffixes: list[int], cached: list[int], budget: int) -> list[tuple[int, int, int, int]]:
