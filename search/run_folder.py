@@ -55,35 +55,6 @@ def strict_json(obj: Any, **kwargs: Any) -> str:
     return json.dumps(finite(obj), allow_nan=False, **kwargs)
 
 
-NUMERIC_KEYS = frozenset({"iteration", "cumulative_tokens", "k", "eval_tokens", "search_tokens", "n_traces", "loss",
-                          "maj@1", "maj@k", "pass@k", "pass@1", "rerank@k", "trace_valid@k", "distinct_correct",
-                          "train_reward"})
-
-
-def is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl file; blank lines are skipped, anything else that is not
-    a JSON object with numeric metric values raises ValueError naming file and line."""
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
-        for key in NUMERIC_KEYS & row.keys():
-            if row[key] is not None and not is_number(row[key]):
-                raise ValueError(f"{path}:{n}: {key!r} must be a number, found {row[key]!r}")
-        rows.append(row)
-    return rows
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:100]
 

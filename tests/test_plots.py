@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
-from training.plots import draw, main, plot_run, points, read_metrics, run_title
+from training.plots import draw, main, plot_run, points, run_title
+from training.runs import read_metrics
 
 CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
 

@@ -14,7 +14,9 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from training.report import collect_runs, main, mean_ci, t_critical, write_report
+from training.report import main, write_report
+from training.runs import collect_runs
+from training.tables import mean_ci, t_critical
 
 CONF = Path(__file__).parents[1] / "conf"
 

@@ -17,7 +17,6 @@ a wobble of a few problems does not look like a trend; `--zoom` fits the axes to
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -25,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from omegaconf import OmegaConf
 
-from search.run_folder import is_number as _is_number, read_metrics
+from training.runs import GROUPS, is_number, read_metrics, run_choices
 
 ACCURACY = ("maj@1", "maj@k", "pass@k", "rerank@k", "trace_valid@k")
 # file stem -> (line kind, keys drawn as one line each, y-axis label, y range unless zoomed: top None = fit)
@@ -37,24 +35,6 @@ FIGURES: dict[str, tuple[str, tuple[str, ...], str, tuple[float, float | None]]]
     "train_reward": ("train", ("train_reward",), "mean reward of searched traces", (0.0, 1.0)),
 }
 X_AXES = {"iteration": ("iteration", "iteration"), "tokens": ("cumulative_tokens", "cumulative generated tokens")}
-GROUPS = ("task", "policy", "search", "trainer")  # the config groups a run title names
-
-
-def run_choices(run_dir: str | Path) -> dict[str, str]:
-    """The task, policy, search and trainer choices Hydra recorded for a run folder
-    (`.hydra/hydra.yaml`), and its seed (`.hydra/config.yaml`); {} where Hydra wrote neither."""
-    hydra_dir = Path(run_dir) / ".hydra"
-    choices: dict[str, str] = {}
-    if (hydra_dir / "hydra.yaml").is_file():
-        recorded = OmegaConf.load(hydra_dir / "hydra.yaml")
-        runtime = OmegaConf.to_container(OmegaConf.select(recorded, "hydra.runtime.choices", default={}) or {})
-        choices = {g: str(runtime[g]) for g in GROUPS if isinstance(runtime.get(g), str)}
-    if (hydra_dir / "config.yaml").is_file():
-        seed = OmegaConf.select(OmegaConf.load(hydra_dir / "config.yaml"), "seed", default=None,
-                                throw_on_resolution_failure=False)
-        if seed is not None:
-            choices["seed"] = str(seed)
-    return choices
 
 
 def run_title(run_dir: str | Path) -> str:
@@ -65,13 +45,13 @@ def run_title(run_dir: str | Path) -> str:
 def points(rows: list[dict[str, Any]], kind: str, x_key: str, y_key: str) -> tuple[list[float], list[float]]:
     """(xs, ys) of the `kind` rows that have finite values for both keys, sorted by x."""
     pairs = sorted((r[x_key], r[y_key]) for r in rows if r.get("kind") == kind
-                   and _is_number(r.get(x_key)) and _is_number(r.get(y_key)) and math.isfinite(r[y_key]))
+                   and is_number(r.get(x_key)) and is_number(r.get(y_key)) and math.isfinite(r[y_key]))
     return [x for x, _ in pairs], [y for _, y in pairs]
 
 
 def _label(rows: list[dict[str, Any]], key: str) -> str:
     """`maj@k` → `maj@8` when every eval line used the same k."""
-    ks = {r["k"] for r in rows if r.get("kind") == "eval" and _is_number(r.get("k"))}
+    ks = {r["k"] for r in rows if r.get("kind") == "eval" and is_number(r.get("k"))}
     return key.replace("@k", f"@{ks.pop()}") if "@k" in key and len(ks) == 1 else key
 
 
