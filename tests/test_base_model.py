@@ -1,6 +1,7 @@
 """The cached tiny base: `init: pretrained` reads generic arithmetic text only."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,20 @@ def test_bad_init_and_pretrain_keys_are_named(tmp_path):
         tiny_base(TASK, init="rl", cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"policy.pretrain: unknown keys \['line'\]"):
         tiny_base(TASK, init="pretrained", pretrain={"line": 5}, cache_dir=str(tmp_path))
+
+
+def test_code_defaults_are_the_yaml_defaults():
+    """`tiny_base` called from code builds the same recipe as `policy=tiny`: every key of
+    conf/policy/tiny.yaml that is not interpolated from the run has the code's default."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from training.base_model import PRETRAIN_DEFAULTS, SFT_DEFAULTS
+
+    yaml_cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "policy" / "tiny.yaml")
+    code = {k: p.default for k, p in inspect.signature(tiny_base).parameters.items() if p.default is not p.empty}
+    code.update(sft=SFT_DEFAULTS, pretrain=PRETRAIN_DEFAULTS)
+    plain = {k: v for k, v in OmegaConf.to_container(yaml_cfg).items()
+             if not k.startswith("_") and not (isinstance(v, str) and v.startswith("${")) and k != "engine"}
+    assert {k: code[k] for k in plain} == plain

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from policies.cache import cache_root, publish_folder
 from policies.hf import HFPolicy
 from policies.tiny import ALPHABET, build_tiny_model
 from search.console import say
@@ -44,18 +42,16 @@ from training.sft import SFTConfig, sft
 RECIPE_VERSION = 1  # bump when the build procedure changes, so stale caches are not reused
 INITS = ("sft", "pretrained", "pretrained_sft")
 PRETRAIN_DEFAULTS = {"lines": 20000, "operand_range": [1, 20], "lines_per_document": 8}
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("PLATEAU_CACHE", Path.home() / ".cache" / "plateau")) / "bases"
+#: `sft` when none is given: the recipe of conf/policy/tiny.yaml (~1.1M tokens, ~1.5 min on 2 cores)
+SFT_DEFAULTS = {"epochs": 30, "batch_size": 32, "lr": 1.0e-3}
 
 
 def tiny_base(
     task: DictConfig | dict,
     size: str = "1m",
     init: str = "sft",
-    sft_problems: int = 200,
-    traces_per_problem: int = 1,
+    sft_problems: int = 300,
+    traces_per_problem: int = 4,
     sft: dict | None = None,
     pretrain: dict | None = None,
     pretrain_epochs: int = 4,
@@ -74,7 +70,7 @@ def tiny_base(
     if init not in INITS:
         raise ValueError(f"policy.init={init!r}: choose one of {INITS}")
     task_cfg = task_definition(task)
-    sft = OmegaConf.to_container(OmegaConf.create(sft or {}), resolve=True)
+    sft = OmegaConf.to_container(OmegaConf.create(SFT_DEFAULTS if sft is None else sft), resolve=True)
     recipe = {"version": RECIPE_VERSION, "task": task_cfg, "size": size, "init": init,
               "sft_problems": sft_problems, "traces_per_problem": traces_per_problem,
               "sft": sft, "seed": seed}
@@ -85,7 +81,7 @@ def tiny_base(
     if support:  # only recipes that restrict the SFT data carry the key, so older caches stay valid
         recipe["support"] = {"exclude_ops": sorted(SupportRule(**_plain(support)).exclude_ops)}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "bases"
     folder = folder / f"tiny-{size}-{init}-{digest}"
     if (folder / "recipe.json").exists():
         say(f"tiny base: loaded from the cache {folder}")
@@ -155,15 +151,9 @@ def _build(folder: Path, recipe: dict, task: Task, progress: bool) -> None:
         sft(model, tokenizer, pretraining_examples(recipe["pretrain"], recipe["seed"]),
             SFTConfig(**{**recipe["sft"], "epochs": recipe["pretrain_epochs"]}), seed=recipe["seed"], progress=progress)
     stats = sft(model, tokenizer, examples, SFTConfig(**recipe["sft"]), seed=recipe["seed"], progress=progress)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
-    try:
+
+    def build(tmp: Path) -> None:
         HFPolicy(model, tokenizer).save(tmp)
         (tmp / "recipe.json").write_text(json.dumps({**recipe, "examples": len(examples), **stats}, indent=2))
-        if folder.exists():  # a concurrent build finished first; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    publish_folder(folder, build)
