@@ -1,6 +1,6 @@
 """What XoT's guide cost on top of the LM, from `search.run` folders (a script, not a test).
 
-    python -m search.run search=xot task=game24 eval.split=tot eval.problems=30 save_trees=30 hydra.run.dir=R
+    python -m search.run search=xot task=game24 task.split=tot eval.problems=30 save_trees=30 hydra.run.dir=R
     python -m benchmarks.xot_cost R [R2 ...]
 
 Prints, per run folder, the strategy's answer accuracy and LM tokens from `metrics.json`,
