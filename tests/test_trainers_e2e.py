@@ -27,6 +27,7 @@ from training.rcrl import RCRL
 from training.rollouts import TokenMismatch, encode_trace, text_step_ends
 
 from easy_countdown import easy_policy, easy_task
+from tiny_run import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
 # Encoding, log-prob and resume checks need no trained model: two numbers from 1..4.
@@ -150,8 +151,24 @@ def test_state_dict_resumes_exactly(raw, make):
 # ------------------------------------------------------------------ learning
 
 
+# How the learning tests decide, and why (measured on 2026-12-01, 2-3 seeds of trainer and
+# sampling, x86 with AVX-512; see docs/reproducibility.md for why another CPU gives another run):
+# one 800-trace sample of a fixed policy varies by about +-0.015 in mean reward between
+# sampling seeds (0.129 to 0.163 on the same base), and the reward after the *last* update
+# swings more than that between rounds (RCRL: 0.221, 0.163, 0.253 for three seeds, where the
+# old `after - before > 0.08` bar failed on two of them). So each test pools: the base's
+# reward is the mean of two samples of the untrained policy (a sample before training and
+# round 1's, 1600 traces), the trained reward the mean of every later round's samples and a
+# sample after the last update. Its noise for a policy that does not learn is ~0.012 (sd);
+# the bars below sit at about half the smallest gain measured over the seeds and >= 3.4
+# noise sd above zero. Averaging seeds would cost a full run each (1.5-9 min on 2 shared cores).
+BASE_IN_BETWEEN = (0.05, 0.8)  # the easy setting starts neither hopeless nor solved (measured 0.139-0.146)
+
+
 def train_and_measure(easy, trainer, iterations):
-    """Mean reward of fresh samples on the training problems before and after training."""
+    """(base, trained, per-round rewards): the mean reward on the training problems of the
+    untrained policy (a fresh sample and round 1's) and of the trained ones (rounds 2.. and a
+    fresh sample after the last update)."""
     task, policy = fresh(easy)
     problems = task.problems("train")
     before = mean_reward(sample(policy, task, problems, seed=1000))
@@ -162,41 +179,48 @@ def train_and_measure(easy, trainer, iterations):
         rewards.append(mean_reward(results))
         trainer.step(it, results)
     after = mean_reward(sample(policy, task, problems, seed=1000))
-    print(f"{type(trainer).__name__}: before {before:.3f}, rounds {[round(r, 3) for r in rewards]}, after {after:.3f}")
-    return before, after, rewards
+    base, trained = (before + rewards[0]) / 2, sum(rewards[1:] + [after]) / iterations
+    print(f"{type(trainer).__name__}: before {before:.3f}, rounds {[round(r, 3) for r in rewards]}, after {after:.3f}; "
+          f"base {base:.3f} -> trained {trained:.3f}")
+    assert BASE_IN_BETWEEN[0] < base < BASE_IN_BETWEEN[1], f"the easy setting should start in between, got {base:.3f}"
+    return base, trained, rewards
 
 
 @pytest.mark.slow
 def test_ppo_raises_the_training_reward(easy):
-    before, after, rewards = train_and_measure(
+    """Measured gain of the pooled reward: +0.137, +0.115 (seeds 0, 1); bar +0.06."""
+    base, trained, rewards = train_and_measure(
         easy, PPO(lr=1e-4, critic_lr=3e-3, minibatch_size=48, epochs=2, kl_coef=0.01, seed=0), iterations=4)
-    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
-    assert after > before + 0.1, (before, after, rewards)
+    assert trained > base + 0.06, (base, trained, rewards)
 
 
 @pytest.mark.slow
 def test_grpo_raises_the_training_reward(easy):
-    before, after, rewards = train_and_measure(
+    """Measured gain of the pooled reward: +0.156, +0.147 (seeds 0, 1); bar +0.06."""
+    base, trained, rewards = train_and_measure(
         easy, GRPO(lr=1e-4, minibatch_size=48, epochs=2, kl_coef=0.01, seed=0), iterations=4)
-    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
-    assert after > before + 0.1, (before, after, rewards)
+    assert trained > base + 0.06, (base, trained, rewards)
 
 
 @pytest.mark.slow
 def test_expert_iteration_raises_the_training_reward(easy):
-    before, after, rewards = train_and_measure(
+    """Measured gain of the pooled reward: +0.168, +0.124, +0.153 (seeds 0-2); bar +0.06."""
+    base, trained, rewards = train_and_measure(
         easy, ExpertIteration(sft={"epochs": 4, "batch_size": 16, "lr": 1e-3}, reset_each_round=True, seed=0),
         iterations=3)
-    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
-    assert after > before + 0.1, (before, after, rewards)
+    assert trained > base + 0.06, (base, trained, rewards)
 
 
 @pytest.mark.slow
 def test_tree_advantage_ppo_keeps_the_policy_with_k3_in_the_loss_and_k1_drags_it_down(easy):
     """With tree advantages the KL term sits in the loss, and most tokens carry no advantage.
-    k1's gradient there only lowers the likelihood of every sampled token: one PPO step on
-    ToT rollouts of 48 problems takes the reward from ~0.48 to ~0.26 (in the plateau sweep it
-    went to 0). k3, PPO's loss estimator, keeps it."""
+    k1's gradient there only lowers the likelihood of every sampled token (in the plateau sweep
+    it took tree-search PPO to reward 0); k3, PPO's loss estimator, has zero gradient at the
+    reference policy and keeps it. One PPO step on ToT rollouts of 48 problems, measured over
+    4 seeds of rollouts, check samples and trainer: at kl_coef 0.05 k1 fell by 0.08-0.49 (too
+    close to the noise of 384 check traces on one seed), so the test uses kl_coef 0.2, where
+    k1 fell to 0.000 on every seed (from 0.46-0.49) and k3 by 0.01-0.07. Bars: k1
+    loses more than 0.3, k3 less than 0.12."""
     task, policy = fresh(easy)
     problems = task.problems("train", limit=48, seed=0)
     rollouts = TreeOfThoughts(k=4, beam=2, max_depth=4, max_new_tokens=32, seed=1).search(problems, policy, task, Budget())
@@ -205,33 +229,30 @@ def test_tree_advantage_ppo_keeps_the_policy_with_k3_in_the_loss_and_k1_drags_it
     before, after = check(), {}
     for estimator in ("k1", "k3"):
         policy.model.load_state_dict(weights)
-        trainer = PPO(lr=1e-4, critic_lr=3e-3, minibatch_size=32, epochs=2, kl_coef=0.05, kl_loss_estimator=estimator,
+        trainer = PPO(lr=1e-4, critic_lr=3e-3, minibatch_size=32, epochs=2, kl_coef=0.2, kl_loss_estimator=estimator,
                       advantage="tree", seed=0)
         trainer.setup(policy, task)
         trainer.step(1, rollouts)
         after[estimator] = check()
     print(f"before {before:.3f}, after one tree-advantage PPO step: {after}")
-    assert after["k3"] > before - 0.05, (before, after)
-    assert after["k1"] < before - 0.1, (before, after)
+    assert after["k3"] > before - 0.12, (before, after)
+    assert after["k1"] < before - 0.3, (before, after)
 
 
 @pytest.mark.slow
 def test_rcrl_raises_the_training_reward(easy):
     """With class-balanced data (at most one BAD trace per two GOOD ones of a problem). On all
-    traces, 98% of them wrong here, RCRL drags the policy down instead (0.13 -> 0.03)."""
-    before, after, rewards = train_and_measure(
+    traces, 98% of them wrong here, RCRL drags the policy down instead (0.13 -> 0.03).
+    RCRL's reward oscillates between rounds (last round 0.18-0.25 after 0.25-0.30), hence the
+    pooled measure: gains +0.100, +0.077, +0.110 (seeds 0-2); bar +0.04, 3.4 noise sd above zero."""
+    base, trained, rewards = train_and_measure(
         easy, RCRL(sft={"epochs": 4, "batch_size": 16, "lr": 1e-3}, bad_per_good=0.5, seed=0), iterations=4)
-    assert 0.1 < before < 0.8, f"the easy setting should start in between, got {before:.3f}"
-    assert after > before + 0.08, (before, after, rewards)
+    assert trained > base + 0.04, (base, trained, rewards)
 
 
 # ------------------------------------------------------------------ Hydra entry point
 
-TINY_RUN = ["task.min_numbers=3", "task.max_numbers=3", "task.number_range=[1,5]", "task.target_range=[2,12]",
-            "task.train_size=40", "task.test_size=4", "policy.sft_problems=8", "policy.sft.epochs=1",
-            "policy.progress=false", "iterations=1", "train_problems=2", "eval.problems=2", "eval.k=2",
-            "eval.max_new_tokens=24", "save_trees=0", "progress=false", "search.max_new_tokens=16",
-            "search.max_depth=3", "trainer.minibatch_size=4"]
+TREE_RUN = [*TINY_RUN, "search.max_depth=3", "trainer.minibatch_size=4"]
 
 
 @pytest.mark.slow
@@ -244,7 +265,7 @@ TINY_RUN = ["task.min_numbers=3", "task.max_numbers=3", "task.number_range=[1,5]
 def test_hydra_runs_a_trainer_on_a_tree_search(tmp_path, overrides):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PLATEAU_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "training.run", *overrides, *TINY_RUN, f"hydra.run.dir={run_dir}"],
+    proc = subprocess.run([sys.executable, "-m", "training.run", *overrides, *TREE_RUN, f"hydra.run.dir={run_dir}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
