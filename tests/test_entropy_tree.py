@@ -52,9 +52,11 @@ def test_one_fork_goes_to_the_least_likely_sampled_token(setting):
         head = tree[heads[0]]
         chains = [(head["text"] + tree[old]["text"], head["token_ids"] + tree[old]["token_ids"],
                    head["logprobs"] + tree[old]["logprobs"])] + [
-            (tree[c]["text"], tree[c]["token_ids"], tree[c]["logprobs"]) for c in tree.children(tree.root) if c != heads[0]]
+            (tree[c]["text"], tree[c]["token_ids"], tree[c]["logprobs"])
+            for c in tree.children(tree.root) if c != heads[0]]
         # the untrained model samples special tokens (empty text): no split at or after one
-        splittable = [lps[t] for text, ids, lps in chains for t in range(1, len(ids)) if can_split(policy, text, ids, t)]
+        splittable = [lps[t] for text, ids, lps in chains
+                      for t in range(1, len(ids)) if can_split(policy, text, ids, t)]
         assert tree[old]["logprobs"][0] == min(splittable) and len(splittable) >= 3
         assert head["tokens"] + tree[old]["tokens"] == len(chains[0][1])
 

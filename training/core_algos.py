@@ -233,7 +233,8 @@ def top_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Ten
 @_register(POLICY_LOSSES, "kl_cov")
 def kl_cov_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                        clip_low: float = 0.2, clip_high: float | None = None, agg: str = "token-mean",
-                       cov_fraction: float = 2e-3, kl_cov_coef: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                       cov_fraction: float = 2e-3,
+                       kl_cov_coef: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """KL-Cov (Cui et al. 2025, as verl's recipe): the unclipped surrogate -r A on every token,
     plus kl_cov_coef * |logp - old_logp| on the `cov_fraction` of tokens with the highest
     log-prob/advantage covariance (`top_covariance`), which keeps those from collapsing the

@@ -7,9 +7,9 @@ ORM's P(correct) (orm); sibling groups use the tree's verifier rewards, so spars
 `tree_advantage` (local | global | both) instead credits each tree step with TreeRL's
 V(node) - V(parent), V(node) - V(root) or their sum, without group normalisation; and
 `advantage: pass_at_k` replaces the group advantage by the analytic pass@k one (Chen et
-al. 2025) for k = `pass_k`. Options researchers compare: std normalisation on/off (Dr. GRPO turns it off), the KL
-penalty in the loss (coefficient, estimator) or none, the clip range, epochs and
-minibatches — all handled by `training.pg`.
+al. 2025) for k = `pass_k`. Options researchers compare: std normalisation on/off
+(Dr. GRPO turns it off), the KL penalty in the loss (coefficient, estimator) or none, the
+clip range, epochs and minibatches — all handled by `training.pg`.
 """
 
 from __future__ import annotations

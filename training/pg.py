@@ -11,8 +11,12 @@ sampler's log-probs, so the sampler/trainer mismatch stays visible.
 
 A subclass fills in each rollout's per-token advantages (and value targets);
 `PolicyGradientTrainer.update` then runs clipped-ratio epochs over shuffled minibatches,
-with an optional KL penalty against a frozen reference and an optional critic. The
-algorithms themselves live in `training.core_algos`.
+with an optional KL penalty against a frozen reference and an optional critic, in micro
+batches of `micro_batch_size` traces whose gradients accumulate (so n in the hundreds per
+problem fits in memory). The exploration options of 2025 RL sit here too:
+`policy_loss: kl_cov | clip_cov` (with `cov_fraction`), `top_entropy_quantile`, and
+`reset_reference_every` (ProRL's reference and optimizer resets). The algorithms
+themselves live in `training.core_algos`.
 """
 
 from __future__ import annotations

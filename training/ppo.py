@@ -58,7 +58,8 @@ class PPO(PolicyGradientTrainer):
             raise ValueError(f"trainer.advantage=tree uses the verifier's leaf rewards; trainer.reward={self.reward} "
                              "needs advantage=gae (or auto)")
         if tree_advantage not in core_algos.TREE_ADVANTAGES:
-            raise ValueError(f"trainer.tree_advantage: {tree_advantage!r} is not one of {list(core_algos.TREE_ADVANTAGES)}")
+            raise ValueError(f"trainer.tree_advantage: {tree_advantage!r} is not one of "
+                             f"{list(core_algos.TREE_ADVANTAGES)}")
         self.advantage, self.gamma, self.lam, self.tree_advantage = advantage, gamma, lam, tree_advantage
         self.whiten_advantages, self.critic, self.vf_coef, self.value_clip = whiten_advantages, critic, vf_coef, value_clip
         self.critic_lr = self.lr if critic_lr is None else critic_lr
