@@ -28,12 +28,10 @@ from training.orm import ORMTraining
 from training.ppo import PPO
 from training.rcrl import RCRL
 
+from tiny_run import RESUMABLE_RUN
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["iterations=2", "train_problems=6", "eval.problems=4", "eval.k=2", "eval.max_new_tokens=40",
-        "task.train_size=40", "task.test_size=8", "task.max_numbers=3", "task.number_range=[1,5]",
-        "task.target_range=[2,12]", "policy.sft_problems=8", "policy.sft.epochs=1", "search.n=2",
-        "search.max_new_tokens=40", "trainer.sft.epochs=1", "trainer.sft.batch_size=4",
-        "trainer.reset_each_round=false", "progress=false", "save_trees=1"]
+TINY = ["iterations=2", *RESUMABLE_RUN]
 
 
 def train(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -5,20 +5,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tasks.config import build_task, task_definition
 from tasks.data import data_root
 
-CONF = Path(__file__).parents[1] / "conf"
+from composing import CONF, composed
+
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in ("task", "search", "trainer", "policy")}
-
-
-def composed(*overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def test_defaults_are_countdown_tiny_sampling_ei():

@@ -7,23 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from search.config_check import RUN, SEARCH, Knob, problems
 from search.threads import launcher_share, pick_threads
 from training.config_check import TABLES
 
+from composing import CONF, composed
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 OPTIONS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
            for group in ("search", "search/evaluator", "trainer", "equal_spend")}
 DECLARED = {path for table in TABLES for path in table}
-
-
-def composed(*overrides, hydra=False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def every_option():

@@ -1,16 +1,14 @@
 """Expert Iteration's data handling: keep correct traces, deduplicate, accumulate."""
 
-from search import SearchResult, SearchTree
 from tasks import Problem
 from training.ei import expert_examples, merge
+
+from fixed_results import searched as fixed_result
 
 
 def searched(problem_id, completions):
     """A depth-1 tree whose terminal children carry (text, reward) pairs."""
-    tree = SearchTree(problem_id, f"prompt {problem_id}\n", strategy="sampling")
-    for text, reward in completions:
-        tree.add_child(0, text, terminal=True, reward=reward, answer=text.strip())
-    return SearchResult(Problem(problem_id, "q", "a"), tree, tokens=0, calls=1, wall_time=0.0)
+    return fixed_result(Problem(problem_id, "q", "a"), f"prompt {problem_id}\n", completions)
 
 
 def test_keeps_only_correct_and_deduplicates_within_a_round():

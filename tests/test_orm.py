@@ -8,7 +8,7 @@ import torch
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
-from search import Budget, SearchResult, SearchTree
+from search import Budget
 from search.evaluators import ValueModelEvaluator
 from search.metrics import rerank_at_k, summarize
 from search.sampling import Sampling
@@ -16,6 +16,8 @@ from search.tot import TreeOfThoughts
 from tasks.countdown import Countdown
 from training.orm import ORMTraining, build_orm, labelled_traces, train_orm
 from training.rewards import step_scores
+
+from fixed_results import searched as fixed_result
 
 TRAIN = {"epochs": 4, "batch_size": 16, "lr": 2e-3}
 
@@ -34,10 +36,8 @@ def policy():
 
 def searched(task, problem, traces):
     """A depth-1 tree of whole traces, each judged by the task's verifier."""
-    tree = SearchTree(problem.id, task.prompt(problem), strategy="fixed")
-    for text in traces:
-        tree.add_child(0, text, terminal=True, reward=task.reward(problem, text), answer=task.extract_answer(text))
-    return SearchResult(problem, tree, tokens=0, calls=1, wall_time=0.0)
+    return fixed_result(problem, task.prompt(problem), [(t, task.reward(problem, t)) for t in traces], strategy="fixed",
+                        answer=task.extract_answer)
 
 
 def candidates(task, problem):

@@ -4,18 +4,16 @@ axes say, and bad lines."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
 from training.plots import draw, main, plot_run, points, run_title
 from training.runs import read_metrics
 
-CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
+from composing import composed
 
 
 def write_metrics(run: Path, rows: list[dict | str]) -> Path:
@@ -95,8 +93,7 @@ def test_a_folder_without_metrics_is_a_clear_error(tmp_path: Path) -> None:
 
 def hydra_folder(run: Path, *overrides: str) -> Path:
     """`.hydra/config.yaml` and `.hydra/hydra.yaml` of a real composition, as a Hydra run writes them."""
-    with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    cfg = composed(*overrides, hydra=True)
     (run / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save({"hydra": cfg.hydra}, run / ".hydra" / "hydra.yaml")
     del cfg.hydra

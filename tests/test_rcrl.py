@@ -9,19 +9,14 @@ import torch
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
-from search import Budget, SearchResult, SearchTree
+from search import Budget
 from search.sampling import Sampling
 from tasks import Problem, Task
 from tasks.countdown import Countdown
 from training.rcrl import BAD, GOOD, RCRL, ConditionedTask, conditioned_examples
 
+from fixed_results import searched
 
-
-def searched(problem, prompt, completions):
-    tree = SearchTree(problem.id, prompt, strategy="sampling")
-    for text, reward in completions:
-        tree.add_child(0, text, terminal=True, reward=reward, answer=text.strip())
-    return SearchResult(problem, tree, tokens=0, calls=1, wall_time=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -16,7 +15,8 @@ from tasks.config import build_task
 from tasks.rewards import step_rewards
 from training.loop import run
 
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
+from composing import composed
+
 TINY = ["task.min_numbers=3", "task.max_numbers=3", "task.number_range=[1,5]", "task.target_range=[2,12]",
         "task.train_size=40", "task.test_size=4", "policy.sft_problems=16", "policy.sft.epochs=20",
         "policy.progress=false", "iterations=1", "train_problems=3", "eval.problems=2", "eval.k=2",
@@ -24,11 +24,6 @@ TINY = ["task.min_numbers=3", "task.max_numbers=3", "task.number_range=[1,5]", "
         "orm.train.epochs=1", "orm.train.batch_size=8"]
 TRAINER = {"ei": ["trainer.sft.epochs=1"], "rcrl": ["trainer.sft.epochs=1"], "ppo": ["trainer.minibatch_size=4"],
            "grpo": ["trainer.minibatch_size=4"]}
-
-
-def composed(*overrides):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,9 @@
 config and run directly, through `search.run`, and as the expert of `training.run trainer=ei`."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from policies.hf import HFPolicy
@@ -17,18 +15,13 @@ from training.evaluate import evaluate_search
 from tasks.config import build_task
 from training.loop import run
 
+from composing import composed
 from small_search import SMALL_SEARCH
 
-CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
 # A tiny base built in seconds from a small Countdown: enough to exercise every code path.
 RUN = ["task.train_size=20", "task.test_size=4", "policy.sft_problems=8", "policy.sft.epochs=1",
        "train_problems=3", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=40", "progress=false",
        "save_trees=1", "budget.tokens_per_problem=120", "trainer.sft.epochs=1", "trainer.sft.batch_size=4"]
-
-
-def composed(*overrides: str):
-    with initialize_config_dir(CONF, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")

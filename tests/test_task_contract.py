@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import tasks
@@ -20,14 +19,10 @@ from tasks.game24 import Game24
 from tasks.gsm8k import GSM8K
 from training.base_model import tiny_base
 
-CONF = Path(__file__).parents[1] / "conf"
+from composing import CONF, composed
+
 ROW = {"question": "Tom has 2 apples and buys 3. How many now?", "answer": "2+3 = <<2+3=5>>5\n#### 5"}
 CURLY = {**ROW, "question": "Tom\u2019s 2 apples and 3 more: how many?"}
-
-
-def composed(*overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def write_gsm8k(folder: Path, *rows: dict) -> Path:
