@@ -3,23 +3,22 @@
 The key is a hash of everything training depends on: the state space's rules
 (`space.spec()`), the exact training problems (numbers and targets), and the
 `GuideConfig` recipe. A cached guide is a folder `guides/<space>-<digest>/` under
-$PLATEAU_CACHE (default ~/.cache/plateau) with `guide.safetensors` (weights; no pickle)
-and `guide.json` (the recipe and what training cost). The folder is built under a
-temporary name and renamed into place, so a killed run never leaves a guide that a later
-run would trust; when two runs build the same guide at once, the first rename wins.
+the cache root (`policies.cache`: $PLATEAU_CACHE, default ~/.cache/plateau) with
+`guide.safetensors` (weights; no pickle) and `guide.json` (the recipe and what training
+cost), published like every cached folder (`policies.cache.publish_folder`: built under a
+temporary name and renamed, so a killed run never leaves a guide a later run would trust).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
+
+from policies.cache import cache_root, publish_folder
 
 from search.guide.net import PolicyValueNet
 from search.guide.train import GuideConfig, train_guide
@@ -29,7 +28,7 @@ RECIPE_VERSION = 1  # bump when self-play or the network changes, so stale guide
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("PLATEAU_CACHE", Path.home() / ".cache" / "plateau")) / "guides"
+    return cache_root() / "guides"
 
 
 def guide_recipe(space: Any, problems: list[Problem], config: GuideConfig) -> dict[str, Any]:
@@ -61,15 +60,8 @@ def load_or_train(space: Any, problems: list[Problem], config: GuideConfig, prog
 
 
 def _write(folder: Path, net: PolicyValueNet, record: dict[str, Any]) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
-    try:
+    def build(tmp: Path) -> None:
         save_file(net.state_dict(), tmp / "guide.safetensors")
         (tmp / "guide.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        if folder.exists():  # a concurrent build finished first; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    publish_folder(folder, build, finished=lambda f: (f / "guide.json").exists())
