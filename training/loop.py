@@ -121,9 +121,10 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     searcher.close()
     tracking.close()
     plot_run(folder.root)
-    if cfg.save_trees and cfg.iterations > 0:  # iteration 0 only evaluates: it searches no trees
+    viewer = bool(cfg.save_trees) and cfg.iterations > 0  # iteration 0 only evaluates: it searches no trees
+    if viewer:
         write_view(folder.root)
-    say(f"run folder: {folder.root.resolve()} (metrics.jsonl, plots/{', tree_viewer.html' if cfg.save_trees else ''})")
+    say(f"run folder: {folder.root.resolve()} (metrics.jsonl, plots/{', tree_viewer.html' if viewer else ''})")
     return rows
 
 
