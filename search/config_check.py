@@ -127,6 +127,9 @@ SEARCH: dict[str, Knob] = {f"search.{key}": knob for key, knob in {
     "novelty_k": count(),
     "max_generations": count(null=True),
     "m": count(),
+    "forks": count(),  # entropy_tree
+    "branch": count(),
+    "rounds": count(0, null=True),
     "simulations": count(),
     "revisions": count(0),
     "reject_below": fraction(),

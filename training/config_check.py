@@ -49,6 +49,11 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "value_clip": Knob(float, gt=0, null=True),
     "gamma": fraction(),
     "lam": fraction(),
+    "pass_k": count(),
+    "cov_fraction": Knob(float, gt=0, le=1, null=True),
+    "top_entropy_quantile": Knob(float, gt=0, le=1),
+    "reset_reference_every": count(null=True),
+    "micro_batch_size": count(null=True),
 }.items()}
 
 ORM: dict[str, Knob] = {f"orm.{key}": knob for key, knob in {
