@@ -84,3 +84,17 @@ class TrainablePolicy(Policy, Protocol):
     def encode_continuation(self, text: str) -> list[int]:
         """The ids of `text` written after a prompt (no special tokens)."""
         ...
+
+
+class TokenizerIds:
+    """`encode_prompt` / `encode_continuation` of a backend that feeds a transformers
+    `self.tokenizer`'s ids as they are (special tokens on for a prompt, off after it):
+    the HF engine and vLLM both tokenize a text prompt this way."""
+
+    tokenizer: Any
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+
+    def encode_continuation(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from policies.base import Sample
+from policies.base import Sample, TokenizerIds
 from policies.engine import PREFILL_TOKENS, Engine
 from policies.prefix_cache import PrefixCache
 
@@ -34,7 +34,7 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> None:
         raise ValueError(f"checkpoint {folder} does not fit the model: {err}") from None
 
 
-class HFPolicy:
+class HFPolicy(TokenizerIds):
     """`Policy` over a transformers causal LM, sampling with our batched `Engine`."""
 
     def __init__(
@@ -98,12 +98,6 @@ class HFPolicy:
         optimizer keeps pointing at it."""
         if folder is not None:
             load_checkpoint_weights(self.model, folder)
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-
-    def encode_continuation(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def sample(
         self,

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from policies.base import Sample
+from policies.base import Sample, TokenizerIds
 from policies.hf import load_checkpoint_weights
 
 GIB = 1 << 30
@@ -51,7 +51,7 @@ def _set_engine_environment(cpu_threads_bind: str | None) -> None:
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
 
-class VLLMPolicy:
+class VLLMPolicy(TokenizerIds):
     """`Policy` backed by a vLLM engine, with `model` an fp32 HF copy for training.
 
     A trainer steps `policy.model`, then calls `policy.update_weights()`; `sample` and
@@ -97,15 +97,6 @@ class VLLMPolicy:
             seed=seed,
             **engine_kwargs,
         )
-
-    # -- tokens ------------------------------------------------------------------------
-
-    def encode_prompt(self, prompt: str) -> list[int]:
-        """Prompt ids exactly as vLLM tokenizes a text prompt (special tokens on)."""
-        return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-
-    def encode_continuation(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     # -- Policy ------------------------------------------------------------------------
 

@@ -9,8 +9,11 @@ the task is built -- before any model loads -- with one line naming `task.path`.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ENV = "PLATEAU_DATA"
 
@@ -30,3 +33,17 @@ def data_path(path: str | os.PathLike[str], task: str) -> Path:
             f"the data root {data_root()}; set {ENV} or give an absolute path)"
         )
     return resolved
+
+
+def jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line of a JSON-lines file; a line that
+    is not JSON raises ValueError naming file and line (`<file>:<n>: not JSON (...)`).
+    Every JSONL reader of the project (GSM8K's splits, a run's metrics.jsonl) goes through it."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None

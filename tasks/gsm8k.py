@@ -20,13 +20,12 @@ earns the outcome reward.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from tasks.answers import first_number, parse_number, same_number
 from tasks.base import Problem, Splits
-from tasks.data import data_path
+from tasks.data import data_path, jsonl_rows
 from tasks.expr import format_number
 from tasks.word_problem import WordProblemTask
 
@@ -72,17 +71,7 @@ class GSM8K(WordProblemTask):
         file = self.path / f"{split}.jsonl"
         if not file.is_file():
             raise FileNotFoundError(f"task.path: gsm8k split file {file} does not exist")
-        problems = []
-        with file.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file}:{number}: not valid JSON ({err.msg})") from None
-                problems.append(self._problem(str(file), number, row))
-        return problems
+        return [self._problem(str(file), number, row) for number, row in jsonl_rows(file)]
 
     def _problem(self, source: str, number: int, row: object) -> Problem:
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not isinstance(row.get("answer"), str):

@@ -7,7 +7,6 @@ peaked (no near-ties that rounding could flip) and contains newlines and "->" st
 import pytest
 import torch
 
-from policies.base import Policy
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 
@@ -33,8 +32,19 @@ def _flat(results):
     return [s for per_prompt in results for s in per_prompt]
 
 
-def test_implements_the_policy_protocol(policy):
-    assert isinstance(policy, Policy)
+def test_encodings_are_the_ids_the_sampler_fed_and_produced(policy):
+    """The `TrainablePolicy` half of the contract that rollouts rely on: a prompt's ids are
+    what the engine fed (the tokenizer with special tokens), a sampled text re-encodes to
+    the sampled ids, and teacher-forced log-probs of that text are the recorded ones."""
+    prompt = PROMPTS[0]
+    assert policy.encode_prompt(prompt) == policy.tokenizer(prompt)["input_ids"]
+    assert policy.encode_prompt(prompt)[0] == policy.tokenizer.bos_token_id
+    samples = [x for x in policy.sample([prompt], n=4, max_new_tokens=12, stop=["\n"], seed=0)[0]
+               if x.finish_reason != "eos"]
+    assert samples
+    for x in samples:
+        assert policy.encode_continuation(x.text) == x.token_ids
+        assert policy.logprobs([prompt], [x.text])[0] == pytest.approx(x.logprobs, abs=1e-4)
 
 
 def test_save_load_round_trip_gives_identical_logits(policy, tmp_path):

@@ -7,13 +7,14 @@ metric names whose values must be numbers are the loop's, so reading lives here.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from tasks.data import jsonl_rows
 
 GROUPS = ("task", "policy", "search", "trainer")  # the config groups a run title names
 
@@ -30,13 +31,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl file; blank lines are skipped, anything else that is not
     a JSON object with numeric metric values raises ValueError naming file and line."""
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
+    for n, row in jsonl_rows(path):
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{n}: expected a JSON object, found {type(row).__name__}")
         for key in NUMERIC_KEYS & row.keys():
