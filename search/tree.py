@@ -133,9 +133,6 @@ class SearchTree:
     def terminals(self) -> list[int]:
         return [n for n, d in self.graph.nodes(data=True) if d["terminal"]]
 
-    def leaves(self) -> list[int]:
-        return [n for n in self.graph.nodes if self.graph.out_degree(n) == 0]
-
     @property
     def tokens(self) -> int:
         """Tokens generated to build the whole tree."""

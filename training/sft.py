@@ -2,7 +2,7 @@
 
 Every trainer that fits a policy to text (the tiny base, Expert Iteration, RCRL, the SFT
 part of anything else) goes through `sft`, and every trainer that needs per-token
-log-probabilities of completions goes through `completion_logprobs`, so tokenisation,
+log-probabilities of completions goes through `collate` and `labelled_logprobs`, so tokenisation,
 padding and masking live in one place.
 """
 
@@ -63,16 +63,11 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, max_lengt
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-def completion_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token log p of the labelled tokens, shape (batch, length - 1), and the mask of
-    labelled positions (same shape). Position t scores token t + 1."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return labelled_logprobs(logits, batch["labels"])
-
-
 def labelled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`completion_logprobs` from logits a caller already has (batch, length, vocab), for
-    trainers that need the same forward pass for more (entropy, a value head)."""
+    """Per-token log p of the labelled tokens, shape (batch, length - 1), and the mask of
+    labelled positions (same shape), from logits (batch, length, vocab) the caller's forward
+    pass produced (it may need them for more: entropy, a value head). Position t scores
+    token t + 1."""
     targets = labels[:, 1:]
     mask = targets != IGNORE
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)
