@@ -98,6 +98,32 @@ def add_step(state: ProblemState, parent: int, sample: Sample, task: Task, itera
     return node
 
 
+def _grant(expansions: list[Expansion], sampler: Sampler) -> tuple[dict[int, list[Expansion]], dict[int, int],
+                                                                      dict[int, int]]:
+    """What each problem's budget pays for this call: the requests per problem (`id(state)`),
+    the children each request (`id(expansion)`) may have, and each problem's token cap per
+    request. A problem with nothing left is marked done ("budget")."""
+    by_state: dict[int, list[Expansion]] = {}
+    for e in expansions:
+        if e.state.tree[e.node]["terminal"]:
+            raise ValueError(f"problem {e.state.problem.id}: node {e.node} is terminal and cannot be expanded")
+        if e.n > 0:
+            by_state.setdefault(id(e.state), []).append(e)
+    granted: dict[int, int] = {}
+    caps: dict[int, int] = {}
+    for key, group in by_state.items():
+        state = group[0].state
+        sent, cap = (0, 0) if state.meter.exhausted else state.meter.allot(sampler.max_new_tokens, sum(e.n for e in group))
+        if sent == 0:
+            state.done, state.stop_reason = True, "budget"
+            continue
+        caps[key] = cap
+        for e in group:
+            granted[id(e)] = min(e.n, sent)
+            sent -= granted[id(e)]
+    return by_state, granted, caps
+
+
 def expand(
     expansions: list[Expansion], policy: Policy, task: Task, sampler: Sampler, *,
     seed: int, iteration: int, step: bool = True,
@@ -112,24 +138,7 @@ def expand(
     (no step delimiter) as single children. Requests for different `n` share the call by
     repeating a prompt `n_i / gcd` times, so equal requests use the engine's `n=`.
     """
-    by_state: dict[int, list[Expansion]] = {}
-    for e in expansions:
-        if e.state.tree[e.node]["terminal"]:
-            raise ValueError(f"problem {e.state.problem.id}: node {e.node} is terminal and cannot be expanded")
-        if e.n > 0:
-            by_state.setdefault(id(e.state), []).append(e)
-    granted: dict[int, int] = {}  # id(expansion) -> children it may have this round
-    caps: dict[int, int] = {}  # id(state) -> token cap of each of its requests
-    for key, group in by_state.items():
-        state = group[0].state
-        sent, cap = (0, 0) if state.meter.exhausted else state.meter.allot(sampler.max_new_tokens, sum(e.n for e in group))
-        if sent == 0:
-            state.done, state.stop_reason = True, "budget"
-            continue
-        caps[key] = cap
-        for e in group:
-            granted[id(e)] = min(e.n, sent)
-            sent -= granted[id(e)]
+    by_state, granted, caps = _grant(expansions, sampler)
     active = [e for e in expansions if granted.get(id(e), 0) > 0]
     if not active:
         return [[] for _ in expansions]

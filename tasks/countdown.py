@@ -30,6 +30,10 @@ the rules and equals the target. `extract_answer` returns the answer's canonical
 (`tasks.canonical`), so rewritings of one solution vote together in maj@k and count as
 one solution in `solution_key`, or None when the expression does not evaluate (`1/0`);
 `solve` lists solutions in the same form.
+
+Why one file of ~330 lines: format, generator, step checker, answer judge and reference
+traces are one definition that must change together; what stands apart already lives
+apart (the solver in `tasks.countdown_solver`, the state space in `tasks.state_space`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
 from training.cluster import build_searcher
-from training.orm import WithORM, build_run_orm, strategy_overrides
+from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
 from training.lab_eval import lab_metrics
 from training.plots import plot_run
 from training.tracking import open_tracking
@@ -72,15 +72,8 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     quiet_in_parallel(cfg)
     folder = RunFolder(out_dir)
     say(f"run folder: {folder.root.resolve()}")
-    task = build_task(cfg.task)
-    policy: TrainablePolicy = instantiate(cfg.policy)
-    base: Policy | None = instantiate(cfg.policy) if cfg.eval.get("lab") else None  # frozen: base_nll
-    use_tokenizer(task, policy.tokenizer)
-    orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
-    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
-    trainer = WithORM(trainer, orm) if orm is not None else trainer  # fits the ORM each round, checkpoints it
+    task, policy, base, orm, trainer = _build(cfg)
     scorer = orm.model.score_traces if cfg.eval.get("rerank") == "orm" else None  # rerank@k in eval rows
-    task = trainer.setup(policy, task)
     budget = Budget(**cfg.budget)
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
     eval_problems = task.problems(cfg.eval.split, limit=cfg.eval.problems, seed=cfg.seed)
@@ -120,12 +113,30 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         _print_row(rows[-1], rows[-2])
     searcher.close()
     tracking.close()
+    _draw(cfg, folder)
+    return rows
+
+
+def _build(cfg: DictConfig) -> tuple[Task, TrainablePolicy, Policy | None, ORMTraining | None, Trainer]:
+    """The run's pieces from its config: the task the loop searches (the trainer's, after
+    `setup`), the policy, a frozen base for `eval.lab`, the run's ORM and the trainer."""
+    task = build_task(cfg.task)
+    policy: TrainablePolicy = instantiate(cfg.policy)
+    base: Policy | None = instantiate(cfg.policy) if cfg.eval.get("lab") else None  # frozen: base_nll
+    use_tokenizer(task, policy.tokenizer)
+    orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
+    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
+    trainer = WithORM(trainer, orm) if orm is not None else trainer  # fits the ORM each round, checkpoints it
+    return trainer.setup(policy, task), policy, base, orm, trainer
+
+
+def _draw(cfg: DictConfig, folder: RunFolder) -> None:
+    """The run's plots and, when it searched trees, its tree viewer."""
     plot_run(folder.root)
     viewer = bool(cfg.save_trees) and cfg.iterations > 0  # iteration 0 only evaluates: it searches no trees
     if viewer:
         write_view(folder.root)
     say(f"run folder: {folder.root.resolve()} (metrics.jsonl, plots/{', tree_viewer.html' if viewer else ''})")
-    return rows
 
 
 def _print_row(eval_row: dict[str, Any], train_row: dict[str, Any] | None) -> None:
