@@ -27,8 +27,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from composing import CONF
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 TINY_BASE = ["policy.sft_problems=8", "policy.sft.epochs=1"]  # only for the tiny policy
 TINY_TRAIN = ["iterations=1", "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24",
               "save_trees=1", "budget.tokens_per_problem=64"]

@@ -18,7 +18,7 @@ from training.report import main, write_report
 from training.runs import collect_runs
 from training.tables import mean_ci, t_critical
 
-CONF = Path(__file__).parents[1] / "conf"
+from composing import CONF
 
 
 @pytest.mark.parametrize(("df", "confidence", "expected"), [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 
 import pytest
 
@@ -16,9 +15,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from training.loop import run  # noqa: E402
 
+from composing import CONF  # noqa: E402
 from small_search import SMALL_SEARCH  # noqa: E402
 
-CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
 TRAINER = {"ei": ["trainer.sft.epochs=1"], "rcrl": ["trainer.sft.epochs=1"],
            "ppo": ["trainer.minibatch_size=4"], "grpo": ["trainer.minibatch_size=4"]}
 # every strategy once, every trainer at least once
@@ -29,7 +28,7 @@ CELLS = [("sampling", "ei"), ("tot", "ppo"), ("tot_dfs", "grpo"), ("mcts", "rcrl
 @pytest.mark.slow
 @pytest.mark.parametrize("search,trainer", CELLS, ids=[f"{s}-{t}" for s, t in CELLS])
 def test_vllm_policy_runs_every_strategy_and_trainer_by_config(search, trainer, model_dir, tmp_path):
-    with initialize_config_dir(CONF, version_base="1.3"):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[
             "policy=vllm", f"policy.path={model_dir}", "policy.dtype=float32", "policy.kv_cache_space_gib=0.25",
             "policy.max_model_len=512", f"search={search}", f"trainer={trainer}", *SMALL_SEARCH[search], *TRAINER[trainer],

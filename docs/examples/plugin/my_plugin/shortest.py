@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies import Policy
+from policies import TrainablePolicy
 from search import SearchResult
 from tasks import Task
 from training.sft import SFTConfig, sft
@@ -19,7 +19,7 @@ class ShortestCorrect:
         self.seed = seed
         self.best: dict[str, tuple[str, str]] = {}  # problem id -> (prompt, trace)
 
-    def setup(self, policy: Policy, task: Task) -> Task:
+    def setup(self, policy: TrainablePolicy, task: Task) -> Task:
         self.policy = policy
         return task
 
