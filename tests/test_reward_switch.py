@@ -40,7 +40,7 @@ def test_every_trainer_takes_the_one_reward_key(trainer):
 
 
 def test_tree_rewards_refuse_a_reward_they_would_ignore():
-    with pytest.raises(InstantiationException, match="trainer.group=siblings .* trainer.reward=dense needs group=problem"):
+    with pytest.raises(InstantiationException, match="trainer.group=siblings uses the verifier.s 0/1 rewards; trainer.reward=dense needs the plain group advantage"):
         instantiate(composed("trainer=grpo", "trainer.group=siblings", "trainer.reward=dense").trainer)
     with pytest.raises(InstantiationException, match="trainer.advantage=tree .* trainer.reward=orm needs advantage=gae"):
         instantiate(composed("trainer=ppo", "trainer.advantage=tree", "trainer.reward=orm").trainer)
