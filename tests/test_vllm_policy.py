@@ -20,7 +20,6 @@ if importlib.util.find_spec("vllm") is None:
 from omegaconf import OmegaConf  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from policies.base import Policy  # noqa: E402
 from policies.tiny import build_tiny_model  # noqa: E402
 from policies.vllm import VLLMPolicy  # noqa: E402
 
@@ -53,8 +52,16 @@ def hf_logprobs(model, prompt_ids: list[int], continuation_ids: list[int]) -> to
     return torch.log_softmax(logits, -1).gather(-1, torch.tensor(continuation_ids)[:, None])[:, 0]
 
 
-def test_implements_policy_protocol(policy):
-    assert isinstance(policy, Policy)
+def test_sampled_text_re_encodes_to_its_ids_and_logprobs(policy):
+    """What rollouts rely on from any backend: a sampled text re-encodes to the sampled ids,
+    and teacher-forced log-probs of that text are the recorded ones (fp32 engine)."""
+    special = set(policy.tokenizer.all_special_ids)  # the untrained model samples them; their text is empty
+    samples = [x for x in policy.sample(PROMPTS[:1], n=16, max_new_tokens=12, stop=["\n"], seed=0)[0]
+               if x.finish_reason != "eos" and not special & set(x.token_ids)]
+    assert len(samples) >= 2
+    for x in samples:
+        assert policy.encode_continuation(x.text) == x.token_ids
+        assert policy.logprobs(PROMPTS[:1], [x.text])[0] == pytest.approx(x.logprobs, abs=1e-3)
 
 
 def test_greedy_equals_hf_greedy_in_fp32(policy, hf_model):
