@@ -91,6 +91,14 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tens
 
 
 @_register(ADVANTAGE_ESTIMATORS, "grpo")
+def group_members(groups: Sequence[Any]) -> list[list[int]]:
+    """Indices of each group's samples, groups in order of first appearance."""
+    by_group: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    return list(by_group.values())
+
+
 def group_advantages(scores: torch.Tensor, groups: Sequence[Any], norm_std: bool = True,
                      eps: float = 1e-6) -> torch.Tensor:
     """GRPO's group-relative advantage (Shao et al. 2024): (score - group mean) / group std.
@@ -101,10 +109,7 @@ def group_advantages(scores: torch.Tensor, groups: Sequence[Any], norm_std: bool
     Returns (n,).
     """
     out = torch.zeros_like(scores)
-    by_group: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
-        by_group.setdefault(g, []).append(i)
-    for members in by_group.values():
+    for members in group_members(groups):
         idx = torch.tensor(members)
         group = scores[idx]
         if len(members) == 1:
@@ -162,10 +167,7 @@ def pass_at_k_advantages(scores: torch.Tensor, groups: Sequence[Any], k: int, no
     if k < 1:
         raise ValueError(f"trainer.pass_k must be >= 1, got {k}")
     out = torch.zeros_like(scores)
-    by_group: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
-        by_group.setdefault(g, []).append(i)
-    for members in by_group.values():
+    for members in group_members(groups):
         idx = torch.tensor(members)
         correct = scores[idx] > 0
         size, wrong, kk = len(members), int((~correct).sum()), min(k, len(members))
