@@ -1,7 +1,7 @@
 """Every command of the README's "Running experiments" block runs, at tiny size.
 
 The block is read from README.md, so a command added there is tested from then on. Each
-`training.run` / `search.run` command runs as a subprocess from the repository root with
+`training.run` / `training.evaluate` command runs as a subprocess from the repository root with
 overrides appended that shrink it to seconds (a few problems, one iteration, a small token
 budget, a tiny base SFT'd for one epoch and cached like any base), writing into a temporary
 folder. A multirun's whole grid (its command line and its experiment's sweeper params) is
@@ -34,7 +34,7 @@ TINY_BASE = ["policy.sft_problems=8", "policy.sft.epochs=1"]  # only for the tin
 TINY_TRAIN = ["iterations=1", "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24",
               "save_trees=1", "budget.tokens_per_problem=64"]
 TINY_SEARCH = ["task.limit=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1", "budget.tokens_per_problem=64"]
-ENTRY_POINTS = {"training.run": TINY_TRAIN, "search.run": TINY_SEARCH}
+ENTRY_POINTS = {"training.run": TINY_TRAIN, "training.evaluate": TINY_SEARCH, "search.run": TINY_SEARCH}
 
 
 def readme_commands() -> list[str]:
@@ -124,7 +124,7 @@ COMMANDS = readme_commands()
 
 def test_the_block_holds_the_commands_this_test_knows() -> None:
     modules = {c.split()[2] for c in COMMANDS}
-    assert {"training.run", "search.run"} <= modules <= {"training.run", "search.run", "training.report", "search.view"}
+    assert {"training.run", "training.evaluate"} <= modules <= {*ENTRY_POINTS, "training.report", "search.view"}
 
 
 @pytest.mark.slow  # all commands together: about 3 minutes on 2 busy cores
