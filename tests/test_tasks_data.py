@@ -1,18 +1,18 @@
 """GSM8K, SVAMP and Game of 24 on the real data files; arithmetic chains; reward modes."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tasks.answers import extract_number, parse_number
 from tasks.arith import Arith
+from tasks.data import data_root
 from tasks.game24 import Game24
 from tasks.gsm8k import GSM8K
 from tasks.rewards import step_rewards
 from tasks.svamp import SVAMP
 
-DATA = Path(__file__).parents[1].parent / "shared" / "data"
+DATA = data_root()  # $PLATEAU_DATA, else shared/data beside the checkout
 needs_data = pytest.mark.skipif(not (DATA / "gsm8k" / "train.jsonl").is_file(), reason=f"no data at {DATA}")
 
 
