@@ -39,6 +39,9 @@ class BestFirst(StepwiseSearch):
                     s.scratch["log_pops"].append([node, -neg])
                     requests.append(Expansion(s, node, self.k))
             children = self.grow(requests, policy, task)
+            for e, kids in zip(requests, children):  # the budget's tail paid for fewer nodes: keep the rest open
+                if not kids and not e.state.done:
+                    heapq.heappush(e.state.scratch["heap"], (-self.priority(e.state, e.node), e.node))
             items = [(e.state, c) for e, kids in zip(requests, children) for c in kids]
             self.score(items, policy, task)
             for state, c in items:

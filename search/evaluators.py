@@ -25,9 +25,15 @@ Item = tuple[ProblemState, int]
 
 
 class Evaluator(Protocol):
-    name: str
+    """Scores `(state, node)` items of every tree of a round in one batch. An item whose
+    problem's budget could not pay for its evaluation gets None: the search then uses
+    `neutral` as its value and records no `score` for it (so `value_auc` rates only real
+    judgements, and `log_unscored` counts the rest)."""
 
-    def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
+    name: str
+    neutral: float
+
+    def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float | None]:
         ...
 
 
@@ -100,6 +106,9 @@ class StepCheckEvaluator:
         self.neutral = neutral
 
     def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
+        if task.step_reward_reads_gold:
+            raise ValueError(f"search/evaluator=step_check: task {task.name}'s step_reward compares steps with the gold "
+                             "solution, which no search may see; use search/evaluator=rollout or self_eval")
         out = []
         for s, n in items:
             d = s.tree[n]
@@ -126,10 +135,10 @@ class RolloutEvaluator:
         open_items = [it for it, v in zip(items, values) if v is None]
         groups = _sample_charged(open_items, [s.text(n) for s, n in open_items], policy, self.n, self.sampler, seed, None)
         filled = iter(
-            self.neutral if g is None else sum(task.reward(s.problem, s.tree.prefix(n) + x.text) for x in g) / len(g)
+            None if g is None else sum(task.reward(s.problem, s.tree.prefix(n) + x.text) for x in g) / len(g)
             for (s, n), g in zip(open_items, groups)
         )
-        return [v if v is not None else next(filled) for v in values]
+        return [v if v is not None else next(filled) for v in values]  # None: the budget paid for no rollout
 
 
 VALUE_QUESTION = "\nEvaluate whether the steps above can still reach a correct answer (sure/likely/impossible):"
@@ -161,13 +170,14 @@ class SelfEvaluator:
             if g is not None:
                 state.scratch["log_judgements"] = state.scratch.get("log_judgements", 0) + len(g)
                 state.scratch["log_parsed"] = state.scratch.get("log_parsed", 0) + sum(self._parsed(x.text) for x in g)
-        return [self.neutral if g is None else sum(self._judge(x.text) for x in g) / len(g) for g in groups]
+        return [None if g is None else sum(self._judge(x.text) for x in g) / len(g) for g in groups]
 
 
 class ValueModelEvaluator:
     """Any scorer with `value(texts) -> list[float]` (an ORM / PRM) over prompt + prefix."""
 
     name = "value_model"
+    neutral = 0.5  # never needed: a value model costs no tokens, so every item is scored
 
     def __init__(self, model: Any):
         if not callable(getattr(model, "value", None)):

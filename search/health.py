@@ -10,6 +10,7 @@ metrics), and `training.report` flags the cells where they say something is brok
 * `stop_<reason>`: how many problems ended by `budget`, an `exhausted` tree, or the
   strategy's own `size` limit;
 * `eval_parse_rate`: the share of `self_eval` judgements that parsed (null otherwise);
+  `eval_unscored`: nodes the budget's tail left without a judgement (valued `neutral`);
 * `value_auc`: the ROC AUC of the node evaluator's score against whether the policy can
   still reach a correct answer from the node, estimated by `rollouts` fresh completions
   from each of up to `nodes` scored open nodes (null when nothing was scored or every
@@ -44,6 +45,7 @@ def search_health(results: list[SearchResult], budget: Budget) -> dict[str, floa
     meta = [r.tree.graph.graph["meta"] for r in results]
     judged = sum(m.get("log_judgements", 0) for m in meta)
     out["eval_parse_rate"] = sum(m.get("log_parsed", 0) for m in meta) / judged if judged else None
+    out["eval_unscored"] = sum(m.get("log_unscored", 0) for m in meta)
     return out
 
 

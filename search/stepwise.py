@@ -95,9 +95,14 @@ class StepwiseSearch:
     def score(self, items: list[Item], policy: Policy, task: Task) -> list[float]:
         """Evaluate nodes of all problems in one batch and store each value on its node."""
         values = self.evaluator.evaluate(items, policy, task, seed=self.seed * 100_003 + 50_000 + self.round)
+        out = []
         for (state, node), v in zip(items, values):
-            state.tree[node]["value"] = state.tree[node]["score"] = v
-        return values
+            if v is None:  # the budget paid for no judgement: a placeholder value, no score
+                state.scratch["log_unscored"] = state.scratch.get("log_unscored", 0) + 1
+            state.tree[node]["score"] = v
+            state.tree[node]["value"] = v = self.evaluator.neutral if v is None else v
+            out.append(v)
+        return out
 
     def live(self, states: list[ProblemState], has_work: Callable[[ProblemState], bool]) -> list[ProblemState]:
         """The problems with work left this round (and the progress bar's count of the rest)."""

@@ -107,6 +107,11 @@ class Task(ABC):
         """Sparse outcome reward: 1.0 for a correct trace, else 0.0."""
         return float(self.check_answer(problem, self.extract_answer(text)))
 
+    #: True when `step_reward` compares steps with the gold solution (GSM8K's intermediate
+    #: values) rather than checking them from the problem statement alone: it may then be a
+    #: training reward, never a search heuristic (`search/evaluator=step_check` refuses it).
+    step_reward_reads_gold: bool = False
+
     def step_reward(self, problem: Problem, prefix: str, step: str) -> float | None:
         """Dense (process) reward of `step` written after `prefix`; None if the task has none."""
         return None

@@ -86,6 +86,8 @@ class GSM8K(WordProblemTask):
     def reference_traces(self, problem: Problem) -> list[str]:
         return ["".join(f"{s}\n" for s in problem.meta["steps"]) + self.final_line(problem.answer)]
 
+    step_reward_reads_gold = True  # a step is right when its result is one of the gold solution's values
+
     def step_reward(self, problem: Problem, prefix: str, step: str) -> float:
         if self.is_final(step):
             return self.reward(problem, prefix + step)

@@ -117,3 +117,40 @@ def test_step_check_scores_legal_and_illegal_states():
     values = StepCheckEvaluator().evaluate([(state, legal), (state, wrong), (state, after_wrong)], None, task, seed=0)
     assert values == [1.0, 0.0, 0.0]
 
+
+
+def test_best_first_keeps_nodes_the_budget_tail_could_not_pay_for():
+    """A wide pop under a nearly spent budget expands only some nodes; the others go back
+    on the heap instead of being lost (the problem then ran out of budget, not of nodes)."""
+    task = PuzzleTask([(1, 4, 2), (2, 12, 4)])
+    for tokens in (40, 60, 400):
+        results = BestFirst(k=4, beam=4, stop_after=None, evaluator=ORACLE, **COMMON).search(
+            task.problems(), OraclePolicy(), task, Budget(tokens_per_problem=tokens))
+        for r in results:
+            assert r.stop_reason == "budget" or r.tokens == tokens or not any(
+                not r.tree[n]["terminal"] and not r.tree.children(n) for n in r.tree.graph.nodes if n)
+
+
+def test_an_item_the_budget_could_not_judge_gets_no_score():
+    from search.evaluators import RolloutEvaluator
+
+    task = PuzzleTask([(1, 8, 3)])
+    results = MCTS(n_simulations=None, k=4, evaluator=RolloutEvaluator(n=4, max_new_tokens=64), **COMMON).search(
+        task.problems(), OraclePolicy(), task, Budget(tokens_per_problem=300))
+    tree = results[0].tree
+    unscored = [n for n, d in tree.graph.nodes(data=True) if n and not d["terminal"] and d["score"] is None]
+    assert tree.graph.graph["meta"].get("log_unscored", 0) == len(unscored) > 0
+    assert all(tree[n]["value"] is not None for n in unscored)  # searched with the neutral value
+
+
+def test_step_check_refuses_a_task_whose_step_reward_reads_the_gold_solution():
+    from search.evaluators import StepCheckEvaluator
+
+    class GoldSteps(PuzzleTask):
+        step_reward_reads_gold = True
+
+    task = GoldSteps([(1, 8, 3)])
+    [state] = start(task.problems(), task, Budget(), "tot")
+    node = state.tree.add_child(0, "+1\n")
+    with pytest.raises(ValueError, match="compares steps with the gold solution"):
+        StepCheckEvaluator().evaluate([(state, node)], None, task, seed=0)

@@ -78,7 +78,7 @@ def tiny_base(
         recipe["pretrain"] = _pretrain_recipe(pretrain)
     if init == "pretrained_sft":
         recipe["pretrain_epochs"] = pretrain_epochs
-    if support:  # only recipes that restrict the SFT data carry the key, so older caches stay valid
+    if support and _plain(support).get("exclude_ops"):  # only restricting recipes carry the key: older caches stay valid
         recipe["support"] = {"exclude_ops": sorted(SupportRule(**_plain(support)).exclude_ops)}
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "bases"

@@ -7,8 +7,9 @@ problems):
 
 * `s/pass@k` at k = 1, 2, 4, ... up to `eval.lab.samples` (answer correctness, unbiased);
 * `s/coverage` (share of each problem's solver-listed solutions found) and
-  `s/novel_correct` (share of correct solutions that use an operation the SFT data never
-  showed); `s/problems`;
+  `s/novel_correct` (share of correct *samples* whose solution uses an operation the SFT data
+  never showed: a problem solved often weighs more; None for a task without `solutions()`);
+  `s/problems`;
 * `lab_counts`: per problem `[samples, correct, slice]`, so the report can bootstrap
   bands and compare curves between iterations;
 * `entropy`: mean per-token entropy of the policy on its own samples (Cui et al. 2025);
@@ -52,13 +53,15 @@ def slice_metrics(task: Task, results: list[SearchResult], rule: SupportRule, ks
     listed = [set(task.solutions(r.problem) or ()) for r in results]
     keys = [k for r in results for k in correct_solutions(task, r)]
     return {**{f"pass@{k}": v for k, v in zip(ks, curve)}, "coverage": coverage(found, listed),
-            "novel_correct": novel_correct(keys, rule.covers), "problems": len(results)}
+            "novel_correct": novel_correct(keys, rule.covers) if any(listed) else None, "problems": len(results)}
 
 
 def lab_metrics(policy: TrainablePolicy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
                 progress: bool = False) -> dict[str, Any]:
     """The laboratory's metrics of `policy` on `problems` (see the module docstring)."""
-    rule = SupportRule(tuple(lab.support.exclude_ops or ()))
+    if lab.samples < 1:
+        raise ValueError(f"eval.lab.samples must be >= 1, got {lab.samples}")
+    rule = SupportRule(tuple((lab.get("support") or {}).get("exclude_ops") or ()))
     results = sample_with_progress(policy, task, problems, lab.samples, 1.0, lab.max_new_tokens, seed,
                                    f"lab {lab.samples} samples", progress)
     ks = powers_of_two(lab.samples)
