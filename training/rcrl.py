@@ -56,6 +56,7 @@ class ConditionedTask(Task):
     def __init__(self, task: Task, marker: str = GOOD):
         self.task, self.marker = task, marker
         self.name, self.step_stop, self.prompt_style = task.name, task.step_stop, task.prompt_style
+        self.step_reward_reads_gold = task.step_reward_reads_gold
 
     def prompt(self, problem: Problem) -> str:
         return self.marker + self.task.prompt(problem)
