@@ -98,5 +98,10 @@ def test_the_runs_orm_rewards_guides_search_reranks_and_resumes(tmp_path, cache)
     resumed = tmp_path / "resumed"
     run(composed(*ORM_RUN, "iterations=1", f"++policy.cache_dir={cache}"), resumed)
     again = run(composed(*ORM_RUN, "iterations=2", "resume=true", f"++policy.cache_dir={cache}"), resumed)
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_time")} for r in rs]  # noqa: E731
+    # sampler_ratio_dev compares the engine's log-probs with a recomputation: a resumed run's
+    # empty prefix cache changes their last bits (2.4e-7 vs 2.6e-7), nothing it samples
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_time") and k != "sampler_ratio_dev"}  # noqa: E731
+                        for r in rs]
     assert strip(again) == strip(rows)
+    assert [r.get("sampler_ratio_dev") for r in again] == pytest.approx([r.get("sampler_ratio_dev") for r in rows],
+                                                                         abs=1e-6)
