@@ -1,0 +1,33 @@
+"""The report's health table: pooled figures and the flags that mark a broken cell."""
+
+from training.cell_health import cell_health, markdown, run_health
+
+
+def train_row(**kw):
+    row = {"kind": "train", "n_traces": 100, "traces_dropped": 0, "spent_fraction_mean": 1.0,
+           "spent_fraction_min": 1.0, "stop_budget": 10, "stop_exhausted": 0, "stop_size": 0,
+           "value_auc": 0.9, "eval_parse_rate": None, "ratio_dev": 1e-9}
+    return {**row, **kw}
+
+
+def test_a_healthy_cell_has_no_flags_and_pools_its_runs():
+    h = cell_health([run_health([train_row(), train_row(value_auc=0.7)]), run_health([train_row(stop_budget=4,
+                                                                                               stop_exhausted=6)])])
+    assert h["flags"] == [] and h["stop_budget"] == 24 and h["stop_exhausted"] == 6
+    assert h["value_auc"] == (0.8 + 0.9) / 2  # mean over runs of each run's mean over iterations
+
+
+def test_each_broken_figure_raises_its_flag():
+    spent = cell_health([run_health([train_row(spent_fraction_mean=0.6, spent_fraction_min=0.2)])])
+    blind = cell_health([run_health([train_row(value_auc=0.5)])])
+    dropping = cell_health([run_health([train_row(traces_dropped=6)])])
+    assert [len(h["flags"]) for h in (spent, blind, dropping)] == [1, 1, 1]
+    assert "spent 0.60" in spent["flags"][0] and "no signal" in blind["flags"][0] and "6%" in dropping["flags"][0]
+    assert cell_health([run_health([train_row(traces_dropped=5)])])["flags"] == []  # 5% is the limit, not over it
+    table = markdown([("tot", "ei", blind)])
+    assert "| tot | ei | 1.00 (1.00) | 10/0/0 | 0.50 |" in table and "no signal" in table
+
+
+def test_missing_figures_are_not_flagged():
+    h = cell_health([run_health([{"kind": "train", "n_traces": 0}])])
+    assert h["flags"] == [] and h["spent"] is None and h["value_auc"] is None and h["dropped"] is None
