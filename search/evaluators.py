@@ -156,21 +156,24 @@ class SelfEvaluator:
         self.votes, self.neutral = votes, neutral
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature)
 
-    def _judge(self, text: str) -> float:
+    def _judge(self, text: str) -> float | None:
+        """The judgement's value, None when it names none of VALUE_WORDS."""
         m = re.search(r"\b(sure|likely|impossible)\b", text.lower())
-        return VALUE_WORDS[m.group(1)] if m else self.neutral
+        return VALUE_WORDS[m.group(1)] if m else None
 
-    def _parsed(self, text: str) -> bool:
-        return re.search(r"\b(sure|likely|impossible)\b", text.lower()) is not None
-
-    def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float]:
+    def evaluate(self, items: list[Item], policy: Policy, task: Task, seed: int) -> list[float | None]:
         prompts = [s.text(n) + VALUE_QUESTION for s, n in items]
         groups = _sample_charged(items, prompts, policy, self.votes, self.sampler, seed, ["\n"])
-        for (state, _), g in zip(items, groups):  # the parse rate is a health figure of the run
-            if g is not None:
-                state.scratch["log_judgements"] = state.scratch.get("log_judgements", 0) + len(g)
-                state.scratch["log_parsed"] = state.scratch.get("log_parsed", 0) + sum(self._parsed(x.text) for x in g)
-        return [None if g is None else sum(self._judge(x.text) for x in g) / len(g) for g in groups]
+        values: list[float | None] = []
+        for (state, _), g in zip(items, groups):
+            if g is None:
+                values.append(None)
+                continue
+            judged = [self._judge(x.text) for x in g]  # the parse rate is a health figure of the run
+            state.scratch["log_judgements"] = state.scratch.get("log_judgements", 0) + len(judged)
+            state.scratch["log_parsed"] = state.scratch.get("log_parsed", 0) + sum(v is not None for v in judged)
+            values.append(sum(self.neutral if v is None else v for v in judged) / len(judged))
+        return values
 
 
 class ValueModelEvaluator:

@@ -82,9 +82,8 @@ def own_entropy(policy: TrainablePolicy, results: list[SearchResult], per_proble
     """Mean per-token entropy over the first `per_problem` samples of each problem."""
     pairs = [(policy.encode_prompt(r.tree.prompt), [i for ids in t.step_token_ids for i in ids])
              for r in results for t in r.traces()[:per_problem]]
-    pairs = [p for p in pairs if p[1]]
-    value = completion_entropy(policy.model, policy.tokenizer, pairs) if pairs else None
-    return None if value is None or value != value else value
+    pairs = [p for p in pairs if p[1]]  # completion_entropy is nan only for no tokens: none then
+    return completion_entropy(policy.model, policy.tokenizer, pairs) if pairs else None
 
 
 def base_nll(base: Policy, task: Task, results: list[SearchResult]) -> float | None:
