@@ -7,6 +7,7 @@ import torch
 
 from search import SearchTree
 from training import core_algos as ca
+from training.rollouts import sibling_step_advantages, tree_step_advantages, tree_values
 
 
 def approx(values, expected, tol=1e-5):
@@ -102,12 +103,12 @@ def hand_tree():
 
 def test_tree_values_and_advantages_on_a_hand_built_tree():
     t = hand_tree()  # ids: a=1 b=2 a1=3 a2=4 b1=5 b11=6 b2=7 c=8
-    assert ca.tree_values(t) == {0: 0.75, 1: 0.5, 2: 1.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 1.0, 7: 1.0}
-    assert ca.ADVANTAGE_ESTIMATORS["tree"](t) == {1: -0.25, 2: 0.25, 3: 0.5, 4: -0.5, 5: 0.0, 6: 0.0, 7: 0.0}
+    assert tree_values(t) == {0: 0.75, 1: 0.5, 2: 1.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 1.0, 7: 1.0}
+    assert tree_step_advantages(t) == {1: -0.25, 2: 0.25, 3: 0.5, 4: -0.5, 5: 0.0, 6: 0.0, 7: 0.0}
 
 
 def test_sibling_advantages_on_a_hand_built_tree():
-    adv = ca.sibling_advantages(hand_tree(), norm_std=True, eps=0.0)
+    adv = sibling_step_advantages(hand_tree(), norm_std=True, eps=0.0)
     r = 1 / math.sqrt(2)  # (x - mean) / unbiased std for a pair of distinct values
     expected = {1: -r, 2: r, 3: r, 4: -r, 5: 0.0, 6: 0.0, 7: 0.0}
     assert set(adv) == set(expected) and all(adv[n] == pytest.approx(v) for n, v in expected.items())
@@ -124,4 +125,4 @@ def test_aggregation_modes_and_registry_errors():
     assert ca.aggregate(loss, mask, "seq-mean-token-mean").item() == pytest.approx((2.0 + 5.0) / 2)
     with pytest.raises(ValueError, match="loss_agg"):
         ca.aggregate(loss, mask, "sum")
-    assert {"gae", "grpo", "tree"} <= set(ca.ADVANTAGE_ESTIMATORS) and "ppo" in ca.POLICY_LOSSES
+    assert {"ppo", "kl_cov", "clip_cov"} <= set(ca.POLICY_LOSSES) and {"k1", "k2", "k3"} <= set(ca.KL_ESTIMATORS)

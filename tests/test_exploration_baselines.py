@@ -16,6 +16,7 @@ from tasks.countdown import Countdown
 from training import core_algos as ca
 from training.grpo import GRPO
 from training.ppo import PPO
+from training.rollouts import tree_step_advantages
 
 from test_core_algos import approx, hand_tree
 
@@ -82,11 +83,11 @@ def test_pass_at_k_advantages():
 
 def test_tree_advantages_local_global_and_both():
     t = hand_tree()  # values {0: .75, 1: .5, 2: 1, 3: 1, 4: 0, 5: 1, 6: 1, 7: 1}
-    assert ca.tree_advantages(t, "local") == {1: -0.25, 2: 0.25, 3: 0.5, 4: -0.5, 5: 0.0, 6: 0.0, 7: 0.0}
-    assert ca.tree_advantages(t, "global") == {1: -0.25, 2: 0.25, 3: 0.25, 4: -0.75, 5: 0.25, 6: 0.25, 7: 0.25}
-    assert ca.tree_advantages(t, "both") == {1: -0.5, 2: 0.5, 3: 0.75, 4: -1.25, 5: 0.25, 6: 0.25, 7: 0.25}
+    assert tree_step_advantages(t, "local") == {1: -0.25, 2: 0.25, 3: 0.5, 4: -0.5, 5: 0.0, 6: 0.0, 7: 0.0}
+    assert tree_step_advantages(t, "global") == {1: -0.25, 2: 0.25, 3: 0.25, 4: -0.75, 5: 0.25, 6: 0.25, 7: 0.25}
+    assert tree_step_advantages(t, "both") == {1: -0.5, 2: 0.5, 3: 0.75, 4: -1.25, 5: 0.25, 6: 0.25, 7: 0.25}
     with pytest.raises(ValueError, match="trainer.tree_advantage"):
-        ca.tree_advantages(t, "sideways")
+        tree_step_advantages(t, "sideways")
 
 
 def test_bad_options_name_their_key():

@@ -51,3 +51,9 @@ def test_yaml_targets_run_one_way(group):
         if bad:
             wrong[str(path.relative_to(ROOT))] = bad
     assert wrong == {}
+
+
+def test_core_algos_takes_tensors_only():
+    """training/core_algos.py is the pure-tensor module: its callers read trees and models
+    and hand it numbers, so it imports no package of ours."""
+    assert imported_packages(ROOT / "training" / "core_algos.py") == set()

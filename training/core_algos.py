@@ -7,9 +7,12 @@ by hand (tests/test_core_algos.py). Conventions, as in verl's `core_algos.py`:
   generated token; `mask` is 1.0 where a token exists and counts in the loss;
 * `logp` is log pi(token) under the model being trained, `old_logp` under the policy that
   sampled it, `ref_logp` under the frozen reference;
-* a new estimator or loss is one decorated function; trainers look them up by the config
-  string they were registered under (`ADVANTAGE_ESTIMATORS`, `POLICY_LOSSES`,
-  `KL_ESTIMATORS`).
+* a new policy loss or KL estimator is one decorated function; trainers look it up by the
+  config string it was registered under (`POLICY_LOSSES`, `KL_ESTIMATORS`). Advantage
+  estimators have no registry: their inputs differ (token rewards and values, group
+  scores, node values), so each trainer calls the one its options name;
+* a search tree never reaches this module: the callers read the numbers an estimator
+  needs out of it (`training.rollouts.tree_values`) and pass them as tensors.
 """
 
 from __future__ import annotations
@@ -20,9 +23,6 @@ from typing import Any
 
 import torch
 
-from search.tree import SearchTree
-
-ADVANTAGE_ESTIMATORS: dict[str, Callable[..., Any]] = {}
 POLICY_LOSSES: dict[str, Callable[..., Any]] = {}
 KL_ESTIMATORS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {}
 
@@ -68,7 +68,6 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean") 
 # ---------------------------------------------------------------- advantage estimators
 
 
-@_register(ADVANTAGE_ESTIMATORS, "gae")
 def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
                    gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016) over response tokens.
@@ -90,7 +89,6 @@ def gae_advantages(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tens
     return advantages, (advantages + values) * mask
 
 
-@_register(ADVANTAGE_ESTIMATORS, "grpo")
 def group_members(groups: Sequence[Any]) -> list[list[int]]:
     """Indices of each group's samples, groups in order of first appearance."""
     by_group: dict[Any, list[int]] = {}
@@ -120,41 +118,23 @@ def group_advantages(scores: torch.Tensor, groups: Sequence[Any], norm_std: bool
     return out
 
 
-def tree_values(tree: SearchTree) -> dict[int, float]:
-    """Each node's value = mean verifier reward of the terminal leaves below it (itself
-    included), the TreeRL estimate. Nodes with no finished trace below are left out."""
-    totals: dict[int, tuple[float, int]] = {}
-    for leaf in tree.terminals():
-        reward = float(tree[leaf]["reward"] or 0.0)
-        for node in tree.path(leaf):
-            s, n = totals.get(node, (0.0, 0))
-            totals[node] = (s + reward, n + 1)
-    return {node: s / n for node, (s, n) in totals.items()}
-
-
 TREE_ADVANTAGES = ("local", "global", "both")
 
 
-@_register(ADVANTAGE_ESTIMATORS, "tree")
-def tree_advantages(tree: SearchTree, mode: str = "local") -> dict[int, float]:
-    """TreeRL's step advantages (Hou et al. 2025), V from `tree_values`:
-    local: V(node) - V(parent), what this step changed; global: V(node) - V(root), how good
-    the state is against the problem's mean; both: their sum, TreeRL's choice. (TreeRL also
-    divides by sqrt(#leaves below); plateau instead credits each shared step once.)
-    Returns {node id: advantage} for every non-root node with a finished trace below it."""
+def tree_advantages(values: torch.Tensor, parent_values: torch.Tensor, root_value: float,
+                    mode: str = "local") -> torch.Tensor:
+    """TreeRL's step advantages (Hou et al. 2025) from node values V (TreeRL's V(node) is the
+    mean verifier reward of the finished traces below the node): local: V(node) - V(parent),
+    what this step changed; global: V(node) - V(root), how good the state is against the
+    problem's mean; both: their sum, TreeRL's choice. (TreeRL also divides by
+    sqrt(#leaves below); plateau instead credits each shared step once.)
+    values, parent_values: (n,), one per non-root node; root_value: V(root). Returns (n,)."""
     if mode not in TREE_ADVANTAGES:
         raise ValueError(f"trainer.tree_advantage: {mode!r} is not one of {list(TREE_ADVANTAGES)}")
-    values = tree_values(tree)
-    root = values.get(tree.root, 0.0)
-    out = {}
-    for n, v in values.items():
-        if n != tree.root:
-            local, glob = v - values[tree.parent(n)], v - root
-            out[n] = local if mode == "local" else glob if mode == "global" else local + glob
-    return out
+    local, glob = values - parent_values, values - root_value
+    return local if mode == "local" else glob if mode == "global" else local + glob
 
 
-@_register(ADVANTAGE_ESTIMATORS, "pass_at_k")
 def pass_at_k_advantages(scores: torch.Tensor, groups: Sequence[Any], k: int, norm_std: bool = True,
                          eps: float = 1e-6) -> torch.Tensor:
     """The analytic pass@k group advantage (Chen et al. 2025, "Pass@k Training"): the
@@ -178,17 +158,6 @@ def pass_at_k_advantages(scores: torch.Tensor, groups: Sequence[Any], k: int, no
         std = math.sqrt(mean * (1.0 - mean)) + eps if norm_std else 1.0
         out[idx] = torch.where(correct, (1.0 - mean) / std, wrong_adv / std).to(scores.dtype)
     return out
-
-
-def sibling_advantages(tree: SearchTree, norm_std: bool = True, eps: float = 1e-6) -> dict[int, float]:
-    """GRPO over siblings: each step's `tree_values` value relative to its siblings'
-    (children of the same parent). On a depth-1 tree this is GRPO over the problem's
-    samples. Returns {node id: advantage}."""
-    values = tree_values(tree)
-    nodes = [n for n in values if n != tree.root]
-    scores = torch.tensor([values[n] for n in nodes], dtype=torch.float64)
-    adv = group_advantages(scores, [tree.parent(n) for n in nodes], norm_std, eps)
-    return {n: float(a) for n, a in zip(nodes, adv)}
 
 
 # ---------------------------------------------------------------- losses

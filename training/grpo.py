@@ -14,12 +14,14 @@ clip range, epochs and minibatches — all handled by `training.pg`.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from training import core_algos
 from training.pg import PolicyGradientTrainer
 from training.rewards import trace_scores
-from training.rollouts import Rollout, credit_shared_steps_once, per_node_advantages
+from training.rollouts import Rollout, assign_step_advantages, sibling_step_advantages, tree_step_advantages
 
 GROUPS = ("problem", "siblings")
 ADVANTAGES = ("grpo", "pass_at_k")
@@ -50,12 +52,9 @@ class GRPO(PolicyGradientTrainer):
 
     def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
         if self.group == "siblings" or self.tree_advantage is not None:
-            by_tree = {id(r.result.tree): core_algos.sibling_advantages(r.result.tree, self.norm_std)
-                       if self.tree_advantage is None else
-                       core_algos.tree_advantages(r.result.tree, self.tree_advantage) for r in rollouts}
-            for r in rollouts:
-                r.advantages = per_node_advantages(r, by_tree[id(r.result.tree)])
-            credit_shared_steps_once(rollouts)
+            per_tree = (partial(sibling_step_advantages, norm_std=self.norm_std) if self.tree_advantage is None
+                        else partial(tree_step_advantages, mode=self.tree_advantage))
+            assign_step_advantages(rollouts, per_tree)
             score_mean = None
         else:
             values = trace_scores(self.task, [(r.result.problem, r.trace) for r in rollouts], self.reward, self.orm)

@@ -16,6 +16,7 @@ other rewards).
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import torch
 
@@ -23,7 +24,7 @@ from search import SearchResult
 from training import core_algos
 from training.pg import PolicyGradientTrainer, ValueHead
 from training.rewards import step_scores
-from training.rollouts import Rollout, credit_shared_steps_once, per_node_advantages, text_step_ends
+from training.rollouts import Rollout, assign_step_advantages, text_step_ends, tree_step_advantages
 
 ADVANTAGES = ("gae", "tree", "auto")
 CRITICS = ("shared", "separate")
@@ -83,11 +84,7 @@ class PPO(PolicyGradientTrainer):
 
     def assign_advantages(self, rollouts: list[Rollout]) -> dict[str, float]:
         if self.mode == "tree":
-            by_tree = {id(r.result.tree): core_algos.tree_advantages(r.result.tree, self.tree_advantage)
-                       for r in rollouts}
-            for r in rollouts:
-                r.advantages = per_node_advantages(r, by_tree[id(r.result.tree)])
-            credit_shared_steps_once(rollouts)
+            assign_step_advantages(rollouts, partial(tree_step_advantages, mode=self.tree_advantage))
             return {}
         rewards = self.token_rewards(rollouts)
         width = max(len(r.response_ids) for r in rollouts)

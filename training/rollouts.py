@@ -11,17 +11,25 @@ evolution rewrite prompt, a crossover splice) stay in the rollout as context but
 mask 0: the sampler's probability of those tokens given the prefix is unknown, so no
 importance ratio exists for them, and training them as if sampled there would push the
 policy toward text it was never asked to produce. They are counted as `off_context_tokens`.
+
+Trainers that credit tree steps (GRPO's `group: siblings` and `tree_advantage`, PPO's
+`advantage: tree`) read each tree's node values here (`tree_values`, TreeRL's V) and hand
+them to `training.core_algos` as tensors, which never sees a tree.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import torch
 
 from policies import TrainablePolicy
 from search import SearchResult
-from search.tree import Trace
+from search.tree import SearchTree, Trace
 from tasks import Task
+from training import core_algos
 
 DROP_REASONS = ("retokenise", "empty")
 """retokenise: a step's text does not re-encode to its sampled ids (or ids and logprobs
@@ -122,6 +130,56 @@ def per_node_advantages(rollout: Rollout, advantage: dict[int, float]) -> list[f
         out += [advantage.get(node, 0.0)] * (end - start)
         start = end
     return out
+
+
+def tree_values(tree: SearchTree) -> dict[int, float]:
+    """Each node's value = mean verifier reward of the terminal leaves below it (itself
+    included), the TreeRL estimate. Nodes with no finished trace below are left out."""
+    totals: dict[int, tuple[float, int]] = {}
+    for leaf in tree.terminals():
+        reward = float(tree[leaf]["reward"] or 0.0)
+        for node in tree.path(leaf):
+            s, n = totals.get(node, (0.0, 0))
+            totals[node] = (s + reward, n + 1)
+    return {node: s / n for node, (s, n) in totals.items()}
+
+
+def _valued_steps(tree: SearchTree) -> tuple[dict[int, float], list[int]]:
+    """`tree_values`, and the non-root nodes that have one (in its order)."""
+    values = tree_values(tree)
+    return values, [n for n in values if n != tree.root]
+
+
+def tree_step_advantages(tree: SearchTree, mode: str = "local") -> dict[int, float]:
+    """{node id: TreeRL advantage} (`core_algos.tree_advantages`, local | global | both) of
+    every non-root node with a finished trace below it."""
+    values, nodes = _valued_steps(tree)
+    adv = core_algos.tree_advantages(torch.tensor([values[n] for n in nodes], dtype=torch.float64),
+                                     torch.tensor([values[tree.parent(n)] for n in nodes], dtype=torch.float64),
+                                     values.get(tree.root, 0.0), mode)
+    return dict(zip(nodes, adv.tolist()))
+
+
+def sibling_step_advantages(tree: SearchTree, norm_std: bool = True, eps: float = 1e-6) -> dict[int, float]:
+    """GRPO over siblings: each step's `tree_values` value relative to its siblings'
+    (children of the same parent; `core_algos.group_advantages`). On a depth-1 tree this is
+    GRPO over the problem's samples. Returns {node id: advantage}."""
+    values, nodes = _valued_steps(tree)
+    scores = torch.tensor([values[n] for n in nodes], dtype=torch.float64)
+    adv = core_algos.group_advantages(scores, [tree.parent(n) for n in nodes], norm_std, eps)
+    return dict(zip(nodes, adv.tolist()))
+
+
+def assign_step_advantages(rollouts: list[Rollout], advantages_of: Callable[[SearchTree], dict[int, float]]) -> None:
+    """Every token gets the advantage of its tree step (`advantages_of(tree)`, once per
+    tree; steps without one get 0), and steps shared by several rollouts are trained once."""
+    by_tree: dict[int, dict[int, float]] = {}
+    for r in rollouts:
+        key = id(r.result.tree)
+        if key not in by_tree:
+            by_tree[key] = advantages_of(r.result.tree)
+        r.advantages = per_node_advantages(r, by_tree[key])
+    credit_shared_steps_once(rollouts)
 
 
 def mask_off_context(rollouts: list[Rollout]) -> int:
