@@ -38,7 +38,7 @@ def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any
     """Search `eval.split` with the configured strategy and write `metrics.json` and trees
     into `out_dir`; returns the metrics."""
     from search.health import search_health, value_auc  # torch and scipy: only once the config is known to be valid
-    from policies.seeding import seed_everything
+    from training.seeding import seed_everything
 
     seed_everything(cfg.seed)
     quiet_in_parallel(cfg)

@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 
 from policies import Policy, TrainablePolicy
 from search import Budget, SearchResult
-from policies.seeding import seed_everything
 from search.health import search_health, value_auc
 from search.console import quiet_in_parallel, say
 from search.metrics import evaluate_policy
@@ -31,6 +30,7 @@ from training.cluster import build_searcher
 from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
 from training.lab_eval import lab_metrics
 from training.plots import plot_run
+from training.seeding import seed_everything
 from training.tracking import open_tracking
 from training.trainer import Trainer
 

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from policies import Policy
-from policies.seeding import seed_everything
+from training.seeding import seed_everything
 from search import Budget, SearchResult
 from search.tree import SearchTree
 from tasks import Problem, Task
