@@ -5,17 +5,17 @@ in [0, 1] per pair, spending policy tokens (charged to each problem's budget) wh
 needs the policy. What an evaluator may know is part of its definition: `terminal` and
 `rollout` use the verifier on finished traces only (the ExIt / rStar setting), while
 `self_eval` and `value_model` never touch the gold answer.
+
+Strategies take an evaluator object, never a name: Hydra builds it from the
+`search/evaluator` config group (`conf/search/evaluator/<name>.yaml`, whose knobs are each
+class's own code defaults), and code and tests construct one directly.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Protocol
-
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from policies import Policy
 from search.expand import ProblemState, Sampler
@@ -194,26 +194,3 @@ class ValueModelEvaluator:
         if len(values) != len(items):
             raise ValueError(f"value model returned {len(values)} values for {len(items)} texts")
         return values
-
-
-EVALUATOR_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "search" / "evaluator"
-
-
-def make_evaluator(spec: str | Evaluator | None) -> Evaluator:
-    """`spec` itself when built (Hydra builds a config node by `_target_`; code and tests
-    construct evaluators directly); `TerminalEvaluator()` for None; a name is the config of
-    that name, `conf/search/evaluator/<name>.yaml`, built by its `_target_`: the YAML files
-    are the one registry of evaluators."""
-    if spec is None:
-        return TerminalEvaluator()
-    if not isinstance(spec, str):
-        return spec
-    path = EVALUATOR_CONFIGS / f"{spec}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in EVALUATOR_CONFIGS.glob("*.yaml"))
-        raise ValueError(f"search.evaluator: unknown evaluator {spec!r}; choose from {known}")
-    node = OmegaConf.load(path)
-    if OmegaConf.missing_keys(node):
-        raise ValueError(f"search.evaluator: {spec!r} needs {sorted(OmegaConf.missing_keys(node))}; "
-                         f"choose it as the config group search/evaluator={spec}")
-    return instantiate(node)

@@ -10,7 +10,7 @@ import numpy as np
 
 from policies import Policy
 from search.budget import Budget
-from search.evaluators import Evaluator, Item, make_evaluator
+from search.evaluators import Evaluator, Item, TerminalEvaluator
 from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
 from search.progress import SearchBar
 from search.result import SearchResult
@@ -57,12 +57,12 @@ class StepwiseSearch:
 
     name = "stepwise"
 
-    def __init__(self, evaluator: str | Evaluator | None = None, max_depth: int = 16, max_new_tokens: int = 64,
+    def __init__(self, evaluator: Evaluator | None = None, max_depth: int = 16, max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0, answer_by: str = "vote", seed: int = 0,
                  progress: bool = False):
         if answer_by not in ANSWER_BY:
             raise ValueError(f"search.answer_by must be one of {ANSWER_BY}, got {answer_by!r}")
-        self.evaluator = make_evaluator(evaluator)
+        self.evaluator = evaluator if evaluator is not None else TerminalEvaluator()  # None: the verifier's
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=max_depth)
         self.answer_by, self.seed, self.progress = answer_by, seed, progress
         self.rng = np.random.default_rng(seed)

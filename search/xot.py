@@ -5,7 +5,8 @@ For every problem the guide (`search.guide`: a policy-value network trained once
 task by MCTS self-play on the task's formal state space, then cached) runs an MCTS from
 the problem's start state and proposes `m` thought trajectories. Then `revisions` rounds
 check every new trajectory step by step, either with the LM's own judgement (`check: lm`,
-the ToT value prompt of the configured evaluator, its tokens charged to the budget) or
+by the configured `evaluator`, ToT's value prompt `self_eval` unless another is given, its
+tokens charged to the budget) or
 with the task's exact solver (`check: oracle`: can the target still be reached from this
 state; the strategy is then named `xot_oracle`). A trajectory with a wrong step is
 replaced from its first wrong state: the guide searches again from the state before that
@@ -34,7 +35,7 @@ from typing import Any
 
 from policies import Policy
 from search.budget import Budget
-from search.evaluators import Evaluator, make_evaluator
+from search.evaluators import Evaluator, SelfEvaluator
 from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
 from search.guide import Cost, GuideConfig, GuideSearch, load_or_train
 from search.result import SearchResult
@@ -66,7 +67,7 @@ def state_space_of(task: Task) -> Any:
 
 class XoT:
     def __init__(self, m: int = 2, n: int = 8, simulations: int = 64, revisions: int = 1, check: str = "lm",
-                 reject_below: float = 0.5, c_puct: float = 1.5, evaluator: str | Evaluator = "self_eval",
+                 reject_below: float = 0.5, c_puct: float = 1.5, evaluator: Evaluator | None = None,
                  hint_template: str = "{question}\n{trajectory}\n", max_new_tokens: int = 160,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, guide: dict | None = None,
                  progress: bool = False, hint_at: str = "prompt"):
@@ -83,7 +84,9 @@ class XoT:
         self.name = "xot_oracle" if check == "oracle" else "xot"
         self.m, self.n, self.simulations, self.revisions = m, n, simulations, revisions
         self.check, self.reject_below, self.c_puct = check, reject_below, c_puct
-        self.evaluator = make_evaluator(evaluator)
+        # the LM check's judge (None: ToT's value prompt with its defaults, as search/evaluator=self_eval);
+        # the oracle check needs none
+        self.evaluator = (evaluator if evaluator is not None else SelfEvaluator()) if check == "lm" else None
         self.hint_template, self.hint_at, self.seed, self.progress = hint_template, hint_at, seed, progress
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=1)
 

@@ -1,26 +1,28 @@
-"""Evaluators have one registry, the YAML files of `conf/search/evaluator/`: a name
-(`XoT(evaluator="self_eval")`) builds that file's `_target_`, and each file's knobs are the
-class's own code defaults, so direct construction and the config group agree."""
+"""Evaluators have one registry, the `search/evaluator` config group (`conf/search/evaluator/`):
+Hydra builds the chosen file's `_target_` and hands the object to the strategy. Each file's
+knobs are the class's own code defaults, so direct construction and the config group agree."""
 
 import pytest
-from omegaconf import OmegaConf
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
 
-from search.evaluators import EVALUATOR_CONFIGS, TerminalEvaluator, make_evaluator
+from search.evaluators import TerminalEvaluator
+from search.tot import TreeOfThoughts
 
-NAMED = sorted(p.stem for p in EVALUATOR_CONFIGS.glob("*.yaml") if p.stem != "value_model")
+from composing import CONF, composed
+
+NAMED = sorted(p.stem for p in (CONF / "search" / "evaluator").glob("*.yaml") if p.stem != "value_model")
 
 
 @pytest.mark.parametrize("name", NAMED)
-def test_a_name_builds_its_yaml_which_equals_the_code_defaults(name):
-    built = make_evaluator(name)
-    target = OmegaConf.load(EVALUATOR_CONFIGS / f"{name}.yaml")._target_
-    assert f"{type(built).__module__}.{type(built).__name__}" == target and built.name == name
+def test_each_evaluator_config_builds_its_class_with_the_code_defaults(name):
+    node = composed("search=tot", f"search/evaluator={name}").search.evaluator
+    built = instantiate(node)
+    assert f"{type(built).__module__}.{type(built).__name__}" == node._target_ and built.name == name
     assert vars(built) == vars(type(built)())
 
 
-def test_none_is_terminal_and_unknown_or_incomplete_names_fail_in_one_line():
-    assert isinstance(make_evaluator(None), TerminalEvaluator)
-    for name, words in [("nope", "unknown evaluator 'nope'"), ("value_model", "search/evaluator=value_model")]:
-        with pytest.raises(ValueError) as err:
-            make_evaluator(name)
-        assert words in str(err.value) and "\n" not in str(err.value)
+def test_no_evaluator_is_the_terminal_one_and_an_unknown_name_fails_at_composition():
+    assert isinstance(TreeOfThoughts(evaluator=None).evaluator, TerminalEvaluator)
+    with pytest.raises(ConfigCompositionException, match="nope"):
+        composed("search=tot", "search/evaluator=nope")

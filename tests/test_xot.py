@@ -5,20 +5,20 @@ import os
 import random
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from search import Budget, SearchTree
-from search.evaluators import ValueModelEvaluator
+from search.evaluators import SelfEvaluator, ValueModelEvaluator
 from search.expand import start
 from search.guide import Cost, GuideConfig, GuideSearch, load_or_train
 from search.xot import GUIDE, Hint, XoT
 from tasks import Arith, Countdown, Game24
 from tasks.config import build_task
 
-CONF = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "conf"))
+from composing import composed
+
 TINY_GUIDE = dict(problems=48, rounds=2, games=48, simulations=8, hidden=32, epochs=2)
 
 
@@ -172,6 +172,12 @@ def test_a_task_without_a_state_space_gets_a_one_line_error(guide_dir):
     assert "search=xot" in str(err.value) and "state_space" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_lm_check_defaults_to_self_eval_and_the_oracle_takes_no_evaluator():
+    assert type(XoT().evaluator) is SelfEvaluator
+    assert vars(XoT().evaluator) == vars(instantiate(composed("search=xot").search.evaluator))
+    assert XoT(check="oracle", evaluator=SelfEvaluator(votes=1)).evaluator is None
+
+
 class Counting:
     """A real policy that records every `sample` call."""
 
@@ -188,9 +194,10 @@ class Counting:
 
 @pytest.mark.parametrize("variant", ["xot", "xot_oracle"])
 def test_xot_runs_by_config_with_a_real_tiny_llama(variant, guide_dir):
-    task, strategy, results, calls = run_small(f"search={variant}", guide_dir=guide_dir)
+    lm_check = ["search.evaluator.votes=1"] if variant == "xot" else []  # xot_oracle has no evaluator
+    task, strategy, results, calls = run_small(f"search={variant}", *lm_check, guide_dir=guide_dir)
     problems = [r.problem for r in results]
-    assert strategy.name == variant
+    assert strategy.name == variant and (strategy.evaluator is None) == (variant == "xot_oracle")
     assert len(calls) == (1 if variant == "xot_oracle" else 2)  # (the LM check), then ONE call for all traces
     assert len(calls[-1]) == len(problems)
     for prompt, problem in zip(calls[-1], problems):  # the hints come first, in the task's step format
@@ -224,11 +231,9 @@ def test_hint_at_trace_lets_the_lm_continue_the_checked_trajectory(guide_dir):
 
 
 def run_small(*overrides, guide_dir):
-    with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("config", overrides=[
-            *overrides, "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20",
-            "search.n=2", "search.max_new_tokens=48", "search.evaluator.votes=1",
-            *[f"search.guide.{k}={v}" for k, v in TINY_GUIDE.items()], f"search.guide.cache_dir={guide_dir}"])
+    cfg = composed(*overrides, "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20",
+                   "search.n=2", "search.max_new_tokens=48",
+                   *[f"search.guide.{k}={v}" for k, v in TINY_GUIDE.items()], f"search.guide.cache_dir={guide_dir}")
     task, strategy = build_task(cfg.task), instantiate(cfg.search)
     model, tokenizer = build_tiny_model("1m", seed=0)
     policy = Counting(HFPolicy(model, tokenizer))
