@@ -17,7 +17,7 @@ from tasks.countdown import Countdown
 from training.orm import ORMTraining, build_orm, labelled_traces, train_orm
 from training.rewards import step_scores
 
-from fixed_results import searched as fixed_result
+from fixed_results import searched
 
 TRAIN = {"epochs": 4, "batch_size": 16, "lr": 2e-3}
 
@@ -34,9 +34,9 @@ def policy():
     return HFPolicy(model, tokenizer)
 
 
-def searched(task, problem, traces):
+def judged(task, problem, traces):
     """A depth-1 tree of whole traces, each judged by the task's verifier."""
-    return fixed_result(problem, task.prompt(problem), [(t, task.reward(problem, t)) for t in traces], strategy="fixed",
+    return searched(problem, task.prompt(problem), [(t, task.reward(problem, t)) for t in traces], strategy="fixed",
                         answer=task.extract_answer)
 
 
@@ -55,7 +55,7 @@ def result_sets(task, problems, seed):
         right, wrong = candidates(task, p)
         texts = right + wrong
         rng.shuffle(texts)
-        out.append(searched(task, p, texts))
+        out.append(judged(task, p, texts))
     return out
 
 
@@ -71,7 +71,7 @@ def trained(task, policy):
 
 def test_labels_are_the_verifiers_and_duplicates_are_dropped(task):
     problem = task.problems("train")[0]
-    result = searched(task, problem, task.reference_traces(problem)[:1] * 2 + ["junk\n"])
+    result = judged(task, problem, task.reference_traces(problem)[:1] * 2 + ["junk\n"])
     pairs = labelled_traces(result.traces())
     assert [y for _, y in pairs] == [1.0, 0.0]
     assert pairs[0][0] == task.prompt(problem) + task.reference_traces(problem)[0]
@@ -130,7 +130,7 @@ def test_step_rewards_are_the_orms_value_after_each_prefix(task, trained):
     orm, _ = trained
     problem = task.problems("test")[0]
     prompt, steps = task.prompt(problem), task.split_steps(task.reference_traces(problem)[0])
-    traces = searched(task, problem, ["".join(steps), "junk"]).traces()
+    traces = judged(task, problem, ["".join(steps), "junk"]).traces()
     rewards, junk = step_scores(task, [(problem, t) for t in traces], "orm", orm)  # one batched ORM call
     assert len(rewards) == len(steps) and len(junk) == len(task.split_steps("junk"))
     assert rewards == pytest.approx(orm.value([prompt + "".join(steps[: i + 1]) for i in range(len(steps))]), abs=1e-6)

@@ -5,7 +5,6 @@ tiny Llama and its character tokenizer."""
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +19,8 @@ from training.ei import ExpertIteration
 from training.grpo import GRPO
 from training.ppo import PPO
 from training.rollouts import build_rollouts, encode_trace, mask_off_context
+
+from composing import composed
 
 TASK = dict(min_numbers=3, max_numbers=3, number_range=(1, 4), target_range=(1, 24), train_size=20, test_size=2,
             reference_count=2)
@@ -177,19 +178,15 @@ def test_recomputed_old_logp_removes_the_bf16_vllm_mismatch(model_dir, tmp_path)
     """policy=vllm in bf16 (the default engine dtype) through training.run: the sampler's
     log-probs sit ~1e-3 off the fp32 model being trained; recomputed pi_old starts at ratio 1."""
     pytest.importorskip("vllm")
-    from hydra import compose, initialize_config_dir
-
     from training.loop import run
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
     dev = {}
     for mode in ("recompute", "sampler"):
-        with initialize_config_dir(conf, version_base="1.3"):
-            cfg = compose("config", overrides=[
-                "policy=vllm", f"policy.path={model_dir}", "policy.dtype=bfloat16", "policy.kv_cache_space_gib=0.25",
-                "policy.max_model_len=512", "search=sampling", "search.n=4", "search.max_new_tokens=32", "trainer=grpo",
-                "trainer.minibatch_size=8", f"trainer.old_logp={mode}", "task.train_size=20", "task.test_size=4",
-                "iterations=1", "train_problems=8", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=16",
-                "save_trees=0", "progress=false"])
+        cfg = composed(
+            "policy=vllm", f"policy.path={model_dir}", "policy.dtype=bfloat16", "policy.kv_cache_space_gib=0.25",
+            "policy.max_model_len=512", "search=sampling", "search.n=4", "search.max_new_tokens=32", "trainer=grpo",
+            "trainer.minibatch_size=8", f"trainer.old_logp={mode}", "task.train_size=20", "task.test_size=4",
+            "iterations=1", "train_problems=8", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=16",
+            "save_trees=0", "progress=false")
         dev[mode] = next(r for r in run(cfg, tmp_path / mode) if r["kind"] == "train")
     print({m: (r["ratio_dev"], r.get("sampler_ratio_dev")) for m, r in dev.items()})
     assert dev["recompute"]["ratio_dev"] < 1e-6 and dev["sampler"]["ratio_dev"] > 5e-4

@@ -10,10 +10,10 @@ import threading
 import time
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import TINY_RUN
+from composing import composed
+from tiny_run import TINY_RUN
 from training.cluster import build_searcher
 from training.config_check import check_training_config
 
@@ -21,7 +21,6 @@ ray = pytest.importorskip("ray", reason='pip install -e ".[ray]"')
 
 from training.cluster.rollouts import shard_bounds, shard_seed  # noqa: E402  (needs ray)
 
-CONF = os.path.join(os.path.dirname(__file__), "..", "conf")
 # Two iterations, so the second searches with weights the driver trained and pushed;
 # good_threshold 0 keeps every trace, so EI's SFT changes the weights even at reward 0.
 RUN = [o for o in TINY_RUN if not o.startswith(("logger", "iterations", "train_problems"))] + [
@@ -30,8 +29,7 @@ RUN = [o for o in TINY_RUN if not o.startswith(("logger", "iterations", "train_p
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=os.path.abspath(CONF), version_base="1.3"):
-        return compose("config", overrides=[*RUN, *overrides])
+    return composed(*RUN, *overrides)
 
 
 def ray_config(workers, *overrides):

