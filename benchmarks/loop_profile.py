@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from benchmarks.timing import timed
 import training.loop as loop
 from search.run_folder import RunFolder
 
@@ -48,30 +49,28 @@ class PhaseClock:
         self.current = "other"
 
     def phase(self, label: str, fn):
+        clocked = timed(fn, functools.partial(self._add_wall, label))
+
         @functools.wraps(fn)
-        def timed(*args, **kwargs):
+        def in_phase(*args, **kwargs):
             if self.current == label:  # a wrapped call inside its own phase counts once
                 return fn(*args, **kwargs)
             outer, self.current = self.current, label
-            started = time.perf_counter()
             try:
-                return fn(*args, **kwargs)
+                return clocked(*args, **kwargs)
             finally:
-                self.wall[label] += time.perf_counter() - started
                 self.current = outer
 
-        return timed
+        return in_phase
 
     def model_call(self, fn):
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.model[self.current] += time.perf_counter() - started
+        return timed(fn, self._add_model)
 
-        return timed
+    def _add_wall(self, label: str, seconds: float) -> None:
+        self.wall[label] += seconds
+
+    def _add_model(self, seconds: float) -> None:
+        self.model[self.current] += seconds  # the phase running when the call returns: the caller's
 
 
 def instrument(clock: PhaseClock) -> None:

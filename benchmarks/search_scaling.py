@@ -27,6 +27,7 @@ import torch
 from hydra.utils import instantiate
 
 from benchmarks.search_budget import load
+from benchmarks.timing import timed
 from search.budget import Budget
 from tasks.config import build_task, use_tokenizer
 
@@ -39,16 +40,11 @@ class Clock:
     def __init__(self):
         self.seconds: dict[str, float] = {}
 
-    def wrap(self, label: str, fn):
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+    def add(self, label: str, seconds: float) -> None:
+        self.seconds[label] = self.seconds.get(label, 0.0) + seconds
 
-        return timed
+    def wrap(self, label: str, fn):
+        return timed(fn, functools.partial(self.add, label))
 
 
 def instrument(policy, clock: Clock) -> None:
