@@ -1,5 +1,10 @@
 """Reading finished run folders: a run's metrics rows and Hydra choices, and every job of
-a sweep as a `Run` (what the report pools and the plots draw).
+one or more sweeps as a `Run` (what the report pools and the plots draw).
+
+A cell is (strategy, trainer label). The label keeps variants of one trainer apart, so
+that they never pool into one mean: `ppo+dense` when `trainer.reward` is not sparse, and
+`ei@pretrained` when `policy.init` is `pretrained` (the paper's "pretrained
+initialisation"; `sft` and `pretrained_sft` are SFT initialisations and keep the plain name).
 
 `metrics.jsonl` is written by the training loop (`search.run_folder.RunFolder`); the
 metric names whose values must be numbers are the loop's, so reading lives here.
@@ -66,19 +71,31 @@ class Run:
     strategy: str = "?"
     trainer: str = "?"
     seed: Any = None
+    reward: str | None = None  # trainer.reward: sparse / dense / orm (None: the trainer has no such choice)
+    init: str | None = None  # policy.init: sft / pretrained / pretrained_sft
     evals: list[dict[str, Any]] = field(default_factory=list)
     trains: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
 
     @property
+    def label(self) -> str:
+        """The trainer as the report names it: `ppo`, `ppo+dense`, `ei@pretrained`."""
+        reward = f"+{self.reward}" if self.reward not in (None, "sparse") else ""
+        return f"{self.trainer}{reward}{'@pretrained' if self.init == 'pretrained' else ''}"
+
+    @property
     def cell(self) -> tuple[str, str]:
-        return self.strategy, self.trainer
+        return self.strategy, self.label
 
     def summary(self, key: str, how: str) -> float | None:
-        values = [r[key] for r in self.evals if isinstance(r.get(key), (int, float))]
+        values = [r[key] for r in self.evals if is_number(r.get(key))]
         if not values:
             return None
         return {"base": values[0], "final": values[-1], "best": max(values)}[how]
+
+    def at(self, key: str, iteration: int) -> Any:
+        """`key` of the evaluation at `iteration` (None where there is none)."""
+        return next((r.get(key) for r in self.evals if r["iteration"] == iteration), None)
 
 
 def _group_name(cfg: DictConfig, choices: dict[str, Any], group: str) -> str:
@@ -108,6 +125,9 @@ def read_run(job: Path) -> Run:
         return run
     run.strategy, run.trainer = _group_name(cfg, choices, "search"), _group_name(cfg, choices, "trainer")
     run.seed = OmegaConf.select(cfg, "seed", default=None, throw_on_resolution_failure=False)
+    for attr, key in (("reward", "trainer.reward"), ("init", "policy.init")):
+        value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+        setattr(run, attr, None if value is None else str(value))
     metrics = job / "metrics.jsonl"
     if not metrics.is_file():
         run.problem = "crashed: no metrics.jsonl"
@@ -129,17 +149,31 @@ def read_run(job: Path) -> Run:
     return run
 
 
-def collect_runs(sweep_dir: str | Path) -> list[Run]:
-    """Every Hydra job folder (one holding `.hydra/config.yaml`) below `sweep_dir`."""
-    sweep_dir = Path(sweep_dir)
-    jobs = sorted({p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")})
-    if not jobs:
-        raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (looked for */.hydra/config.yaml)")
-    return [read_run(job) for job in jobs]
+def collect_runs(*sweep_dirs: str | Path) -> list[Run]:
+    """Every Hydra job folder (one holding `.hydra/config.yaml`) below each of `sweep_dirs`,
+    pooled: several sweeps of one study (e.g. the strategy grid and the fidelity grid) report
+    as one. A job found twice (a sweep passed twice, or nested in another) counts once."""
+    if not sweep_dirs:
+        raise ValueError("no sweep folder given")
+    jobs: dict[Path, Path] = {}  # resolved path -> the path as found
+    for sweep_dir in map(Path, sweep_dirs):
+        found = sorted({p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")})
+        if not found:
+            raise FileNotFoundError(f"{sweep_dir}: no Hydra job folders (looked for */.hydra/config.yaml)")
+        for job in found:
+            jobs.setdefault(job.resolve(), job)
+    return [read_run(job) for job in jobs.values()]
+
+
+def pass_ks(rows: list[dict[str, Any]], slice_name: str = "all") -> list[int]:
+    """The k of every `<slice>/pass@<k>` key the rows carry, ascending ([] without lab metrics)."""
+    prefix = f"{slice_name}/pass@"
+    return sorted({int(key[len(prefix):]) for r in rows for key in r
+                   if key.startswith(prefix) and key[len(prefix):].isdigit()})
 
 
 def complete_cells(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
-    """The complete runs grouped by (strategy, trainer) cell, cells in sorted order."""
+    """The complete runs grouped by (strategy, trainer label) cell, cells in sorted order."""
     cells: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         if run.problem is None:
