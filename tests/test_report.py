@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,12 @@ import yaml
 from matplotlib.image import imread
 
 from training.report import main, write_report
-from training.runs import collect_runs
+from training.runs import collect_runs, complete_cells
 from training.tables import mean_ci, t_critical
+from training.verdicts import answer
 
 from composing import CONF
+from lab_sweeps import Sweep, lab
 
 
 @pytest.mark.parametrize(("df", "confidence", "expected"), [
@@ -126,6 +129,8 @@ def test_report_files_have_every_cell_with_its_interval(sweep: Path, capsys: pyt
 
     image = imread(sweep / "plateau.png")
     assert image.shape[0] > 400 and image[..., :3].std() > 0.01
+    assert not (sweep / "passk.png").exists() and not (sweep / "slices.png").exists()  # no laboratory rows
+    assert "![plateau curves](plateau.png)" in md and "passk.png" not in md
 
 
 def test_a_sweep_of_only_crashed_runs_lists_them_and_draws_nothing(tmp_path: Path) -> None:
@@ -217,3 +222,120 @@ def test_the_mini_sweep_runs_under_each_launcher_and_reports(tmp_path: Path, lau
     assert f"| mcts | ei | 2 | 0.405 ± {half:.3f} | 0.505 ± {half:.3f} |" in md  # base, final
     assert f"| sampling | ei | 2 | 0.205 ± {half:.3f} | 0.305 ± {half:.3f} |" in md
     assert "| 256 ± 0 |" in md and (sweep / "plateau.png").is_file()
+
+
+def test_cells_keep_reward_and_initialisation_variants_apart(tmp_path: Path) -> None:
+    s = Sweep(tmp_path / "variants")
+    for trainer, reward, init in (("ppo", "sparse", "sft"), ("ppo", "dense", "sft"), ("ei", "orm", "pretrained_sft"),
+                                  ("ei", "sparse", "pretrained"), ("ei", "dense", "pretrained"),
+                                  ("ei", "sparse", "pretrained_sft")):
+        s.add("sampling", trainer, 0, [0.1, 0.2], reward=reward, init=init)
+    runs = collect_runs(s.path)
+    assert [(r.trainer, r.reward, r.init) for r in runs][1] == ("ppo", "dense", "sft")
+    assert list(complete_cells(runs)) == [("sampling", t) for t in
+                                          ("ei", "ei+dense@pretrained", "ei+orm", "ei@pretrained", "ppo", "ppo+dense")]
+    assert len(complete_cells(runs)["sampling", "ei"]) == 1  # pretrained_sft is an SFT initialisation: plain ei
+    assert len(collect_runs(s.path, s.path)) == 6  # a sweep named twice counts once
+
+
+STRATEGY_LABS = {  # beyond_support correct counts (of 64) per problem at the final iteration, per seed
+    "sampling": [[0] * 4] * 3, "mcts": [[32, 32, 0, 0], [32, 32, 0, 0], [32, 32, 32, 0]], "tot": [[0] * 4] * 3,
+    "evolution": [[1, 0, 0, 0], [0] * 4, [0] * 4], "best_first": [[32] * 4] * 3,
+}
+
+
+def strategy_grid(path: Path) -> Sweep:
+    """sampling, mcts (more beyond support, 20% more tokens), tot (the same), evolution (one
+    problem once), best_first (health-flagged: half its budget spent), xot (one seed) × ei;
+    mcts × ppo without a sampling × ppo; mcts variants outside the main grid."""
+    s = Sweep(path)
+    for strategy, finals in STRATEGY_LABS.items():
+        for seed, beyond in enumerate(finals):
+            labs = [lab([8] * 8, [0] * 4)] + [lab([8] * 8, beyond)] * 3
+            s.add(strategy, "ei", seed, [0.2, 0.3, 0.32, 0.33], labs=labs,
+                  tokens_per_iteration=1200 if strategy == "mcts" else 1000,
+                  spent=0.5 if strategy == "best_first" else 1.0)
+    s.add("xot", "ei", 0, [0.2, 0.3, 0.3, 0.3], labs=[lab([8] * 8, [0] * 4)] + [lab([8] * 8, [64] * 4)] * 3)
+    for seed in range(2):
+        s.add("mcts", "ppo", seed, [0.2, 0.3, 0.3, 0.3], labs=[lab([8] * 8, [0] * 4)] * 4)
+        s.add("mcts", "ei", seed, [0.2, 0.3, 0.3, 0.3], reward="dense")
+        s.add("mcts", "ei", seed, [0.2, 0.3, 0.3, 0.3], init="pretrained")
+    return s
+
+
+def test_the_answer_judges_each_strategy_against_sampling(tmp_path: Path) -> None:
+    s = strategy_grid(tmp_path / "grid")
+    report = write_report(s.path)
+    rows = {(r.strategy, r.trainer): r for r in report.answer}
+    assert list(rows) == [("best_first", "ei"), ("evolution", "ei"), ("mcts", "ei"), ("mcts", "ppo"), ("tot", "ei"),
+                          ("xot", "ei")]  # the dense and pretrained mcts cells are not the main grid
+    assert {c: r.verdict for c, r in rows.items()} == {
+        ("best_first", "ei"): "invalid cell", ("evolution", "ei"): "inconclusive", ("mcts", "ei"): "yes",
+        ("mcts", "ppo"): "inconclusive", ("tot", "ei"): "no", ("xot", "ei"): "inconclusive"}
+    mcts = rows["mcts", "ei"]
+    half = 4.302653 * statistics.stdev([0.5, 0.5, 0.75]) / math.sqrt(3)  # sampling's side has no spread: df 2
+    assert mcts.metrics["beyond_support/pass@64"] == f"0.583 (+0.583 ± {half:.3f})"
+    assert mcts.metrics["beyond_support/pass@1"] == f"0.292 (+0.292 ± {half / 2:.3f})"  # pass@1 = 32/64 per solved
+    assert mcts.metrics["all/coverage"] == "0.500 (+0.000 ± 0.000)"
+    assert mcts.tokens == "3,600 (sampling 3,000, ⚠ +20%)" and rows["tot", "ei"].tokens == "3,000 (sampling 3,000)"
+    low, high = 0.583333 - half, 0.583333 + half
+    assert mcts.why == f"Δ beyond_support/pass@64 +0.583 [{low:+.3f}, {high:+.3f}]: lower bound > 0"
+    assert rows["tot", "ei"].why == "Δ beyond_support/pass@64 +0.000 [+0.000, +0.000]: upper bound < 0.05"
+    assert rows["evolution", "ei"].why.endswith(": neither above 0 nor below 0.05")
+    assert rows["best_first", "ei"].why == "spent 0.50 of its budget (< 0.9)"
+    assert rows["mcts", "ppo"].why == "no sampling × ppo runs"
+    assert rows["mcts", "ppo"].metrics["all/pass@64"] == "0.667"  # no baseline: the value alone
+    assert rows["xot", "ei"].why == "needs ≥ 2 seeds on both sides (has 1)"
+    md = (s.path / "report.md").read_text()
+    assert "| mcts | ei | 3 | 3,600 (sampling 3,000, ⚠ +20%) | 0.292 (+0.292 ± " in md
+    assert "- **tot × ei** breaks the plateau on this testbed: **no** (Δ beyond_support/pass@64" in md
+    assert "| ei: Δpass@64 +0.000 [+0.000, +0.000], crossover_k 1 (RL never ahead) |" in md  # base = final
+
+
+def test_a_cell_without_laboratory_rows_gets_no_strategy_verdict(sweep: Path) -> None:
+    rows = {(r.strategy, r.trainer): r for r in answer(complete_cells(collect_runs(sweep)), {})}
+    assert rows["MCTS", "ei"].verdict == "inconclusive" and rows["MCTS", "ei"].why == "no sampling × ei runs"
+    assert rows["MCTS", "ei"].metrics["beyond_support/pass@K"] == "–"
+
+
+def test_two_sweeps_pool_into_one_report_with_the_fidelity_table_and_figures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = Sweep(tmp_path / "grid")
+    labs = [lab([8] * 8, [0] * 4), {}, {}, lab([32] * 4 + [0] * 4, [0] * 4)]  # eval.lab.every: the two ends only
+    for seed, (ei, ppo) in enumerate(((0.35, 0.33), (0.35, 0.35), (0.35, 0.34))):
+        grid.add("sampling", "ei", seed, [0.2, 0.34 + 0.01 * seed, 0.34, ei], labs=labs)
+        grid.add("sampling", "ppo", seed, [0.2, 0.3, 0.33, ppo], labs=labs)
+        grid.add("mcts", "ei", seed, [0.2, 0.3, 0.33, 0.34], labs=labs)
+    extra = Sweep(tmp_path / "fidelity")
+    for seed, last in enumerate((0.35, 0.36, 0.34)):
+        extra.add("sampling", "ppo", seed, [0.2, 0.3, 0.33, last], reward="dense")
+        extra.add("sampling", "ei", seed, [0.05, 0.2, 0.25, last - 0.05], init="pretrained")
+    job(extra.path, 99, {"name": "sampling"}, EI, 5, None)  # a crashed job of the second sweep
+    alone = {f.number: f.verdict for f in write_report(grid.path).findings}
+    assert alone == {1: "reproduced", 2: "reproduced", 3: "reproduced", 4: "inconclusive", 5: "inconclusive",
+                     6: "reproduced"}  # findings 4 and 5 need the second sweep's cells
+    assert main([str(grid.path), str(extra.path)]) == 0
+    printed = capsys.readouterr().out
+    md = (grid.path / "report.md").read_text()
+    assert md.startswith("# Plateau report: grid (pooled with `../fidelity`)\n")
+    assert "15 complete runs of 16" in md and "- `../fidelity/99` (sampling × ei, seed 5): crashed" in md
+    sections = [line for line in md.splitlines() if line.startswith("## ")]
+    assert sections == ["## Fidelity: does the testbed reproduce the published findings?",
+                        "## The answer: does a strategy break the plateau?", "## Health", "## Runs left out",
+                        "## Figures"]
+    for cell in ("| sampling | ppo+dense | 3 |", "| sampling | ei@pretrained | 3 | 0.050 ± 0.000 |"):
+        assert cell in md
+    assert "| 4 | dense step rewards do not beat sparse (Havrilla et al.) | ppo+dense − ppo maj@1 +0.010 [" in md
+    assert md.count("| reproduced | – |") == 6
+    assert "| 5 | RL narrows the pretrained-vs-SFT gap (Havrilla et al.) | ei: gap base 0.150 → final 0.050, " in md
+    assert "Rules (every cell a rule reads needs >= 2 complete seeds" in md
+    assert "- **mcts × ei** breaks the plateau on this testbed: **no**" in md
+    for name in ("plateau.png", "passk.png", "slices.png"):
+        assert (grid.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in md
+        assert imread(grid.path / name)[..., :3].std() > 0.01 and not (extra.path / name).exists()
+    assert "| 4 | dense step rewards" in printed and "breaks the plateau" in printed
+
+
+def test_the_usage_line_says_sweeps_are_pooled(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "several are pooled into one report, written into the first" in capsys.readouterr().err
