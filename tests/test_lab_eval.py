@@ -3,6 +3,7 @@ rows with pass@k curves, slices, coverage, entropy and base NLL that agree with 
 solver and with their own per-problem counts."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,64 @@ def test_lab_rows_carry_curves_slices_and_instruments(tmp_path):
         assert row["entropy"] > 0
     recipe = json.loads(next((tmp_path / "bases").glob("*/recipe.json")).read_text())
     assert recipe["init"] == "pretrained_sft" and recipe["support"] == {"exclude_ops": ["-"]}
+
+
+@pytest.mark.slow
+def test_cells_share_the_base_row_and_instruments_run_only_when_due(tmp_path):
+    """eval.cache_base: a second cell (another trainer) reads the first cell's iteration-0
+    row instead of sampling it again; eval.lab.every: the middle iteration skips the
+    64-sample pass, the ends keep it."""
+    env = {**os.environ, "PLATEAU_CACHE": str(tmp_path / "cache")}
+    base = [*[o for o in TINY if not o.startswith("iterations=")], "iterations=2", "eval.lab.every=5",
+            "eval.cache_base=true", "threads=1"]
+
+    def cell(trainer: str) -> tuple[list[dict], str]:
+        run = tmp_path / trainer
+        own = [o for o in base if trainer == "ei" or not o.startswith("trainer.sft.")]  # PPO has no SFT step
+        done = subprocess.run([sys.executable, "-m", "training.run", "+experiment=plateau_lab", *own,
+                               f"trainer={trainer}", f"hydra.run.dir={run}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
+        return rows, done.stdout + done.stderr
+
+    ei_rows, ei_log = cell("ei")
+    assert "read from the cache" not in ei_log
+    assert ["all/pass@8" in r for r in ei_rows] == [True, False, True]
+    ppo_rows, ppo_log = cell("ppo")
+    assert "iteration 0 read from the cache" in ppo_log
+    assert ppo_rows[0] == ei_rows[0]
+    assert ["all/pass@8" in r for r in ppo_rows] == [True, False, True]
+
+
+def test_lab_instruments_are_due_at_the_ends_and_every_nth_iteration():
+    from omegaconf import OmegaConf
+
+    from training.lab_eval import lab_due
+
+    every3 = OmegaConf.create({"samples": 8, "every": 3})
+    assert [lab_due(every3, i, 7) for i in range(8)] == [True, False, False, True, False, False, True, True]
+    assert all(lab_due(OmegaConf.create({"samples": 8, "every": None}), i, 4) for i in range(5))
+    assert not lab_due(None, 0, 4)
+    with pytest.raises(ValueError, match="eval.lab.every"):
+        lab_due(OmegaConf.create({"every": 0}), 1, 4)
+
+
+def test_the_base_row_key_ignores_strategy_and_trainer_but_not_seed_or_base():
+    from hydra import compose, initialize_config_dir
+
+    from training.eval_cache import base_eval_key
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        def key(*overrides: str) -> str:
+            return base_eval_key(compose("config", ["+experiment=plateau_lab", *overrides]), "Countdown")
+
+        first = key("trainer=ei", "equal_spend=sampling")
+        assert key("trainer=ppo", "equal_spend=mcts", "iterations=7") == first
+        assert key("seed=1") != first
+        assert key("policy.init=pretrained") != first
+        assert key("eval.lab.samples=32") != first
+        assert base_eval_key(compose("config", ["+experiment=plateau_lab"]), "ConditionedTask") != first
 
 
 def test_the_base_is_fine_tuned_only_inside_the_support():

@@ -16,6 +16,11 @@ LOOP: dict[str, Knob] = {
     "iterations": count(0),
     "train_problems": count(),
     "eval.rerank": Knob(str, null=True),  # training.orm names the choices
+    "eval.cache_base": Knob(bool),
+    "eval.lab.samples": count(),
+    "eval.lab.max_new_tokens": count(),
+    "eval.lab.entropy_samples": count(0),
+    "eval.lab.every": count(null=True),
     "health.nodes": count(0),
     "health.rollouts": count(),
     "health.max_new_tokens": count(),

@@ -56,6 +56,21 @@ def slice_metrics(task: Task, results: list[SearchResult], rule: SupportRule, ks
             "novel_correct": novel_correct(keys, rule.covers) if any(listed) else None, "problems": len(results)}
 
 
+def lab_due(lab: Any, iteration: int, iterations: int) -> bool:
+    """Whether iteration `iteration`'s eval row carries the instruments: at every
+    iteration with `eval.lab.every: null`, else at iteration 0, every `every`-th and the
+    last (pass@k base vs final and `crossover_k` need only the two ends, and the 64-sample
+    pass is most of an eval's cost)."""
+    if not lab:
+        return False
+    every = lab.get("every")
+    if every is None:
+        return True
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"eval.lab.every: expected null or an integer >= 1, got {every!r}")
+    return iteration in (0, iterations) or iteration % every == 0
+
+
 def lab_metrics(policy: TrainablePolicy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
                 progress: bool = False) -> dict[str, Any]:
     """The laboratory's metrics of `policy` on `problems` (see the module docstring)."""
