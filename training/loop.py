@@ -41,12 +41,12 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
-             progress: bool = False, scorer: Any = None, base: Policy | None = None) -> dict[str, Any]:
+             progress: bool = False, scorer: Any = None, base: Policy | None = None, lab: bool = True) -> dict[str, Any]:
     """The eval row: `search.metrics.evaluate_policy`, and the laboratory's instruments
-    (`training.lab_eval`) when `eval.lab` is set (`base` is then the iteration-0 policy)."""
+    (`training.lab_eval`) when `eval.lab` is set and `lab` (`base` is then the iteration-0 policy)."""
     row: dict[str, Any] = evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed,
                                           progress, scorer)
-    if cfg.get("lab"):
+    if lab and cfg.get("lab"):
         row.update(lab_metrics(policy, base, task, problems, cfg.lab, seed + 7, progress))
     return row
 
@@ -85,8 +85,11 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         return rows
     tracking = open_tracking(cfg, folder.root, already_logged=len(rows))  # cfg.logger: TensorBoard, MLflow
     if not rows:
-        rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0,
-                 **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer, base)}]
+        def first() -> dict[str, Any]:
+            return evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer,
+                            base)
+        shared = cached_base_eval(cfg, type(task).__qualname__, first) if scorer is None else first()
+        rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0, **shared}]
         folder.write_metrics(rows)
         tracking.log(rows)
         _print_row(rows[-1], None)
@@ -106,7 +109,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
                      **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
-                                       scorer, base)})
+                                scorer, base, lab_due(cfg.eval.lab, iteration, cfg.iterations))})
         save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         tracking.log(rows)
