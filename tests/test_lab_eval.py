@@ -43,6 +43,7 @@ def test_lab_rows_carry_curves_slices_and_instruments(tmp_path):
         sizes = [row.get(f"{s}/problems", 0) for s in ("in_support", "beyond_support")]
         assert sum(sizes) == 24 and sizes[1] == sum(s == "beyond_support" for _, _, s in counts)
         assert row["entropy"] > 0
+        assert row["all/maj@1"] == pytest.approx(row["maj@1"])  # the same greedy traces as the eval's maj@1
     recipe = json.loads(next((tmp_path / "bases").glob("*/recipe.json")).read_text())
     assert recipe["init"] == "pretrained_sft" and recipe["support"] == {"exclude_ops": ["-"]}
 

@@ -5,7 +5,8 @@ Every eval row of a run with `eval.lab` set gains, for each slice `s` of `all`,
 `in_support` and `beyond_support` (`tasks.support`; a slice is left out when it has no
 problems):
 
-* `s/pass@k` at k = 1, 2, 4, ... up to `eval.lab.samples` (answer correctness, unbiased);
+* `s/maj@1` (one greedy trace per problem) and `s/pass@k` at k = 1, 2, 4, ... up to
+  `eval.lab.samples` (answer correctness, unbiased);
 * `s/coverage` (share of each problem's solver-listed solutions found) and
   `s/novel_correct` (share of correct *samples* whose solution uses an operation the SFT data
   never showed: a problem solved often weighs more; None for a task without `solutions()`);
@@ -23,7 +24,7 @@ import statistics
 from typing import Any
 
 from policies import Policy, TrainablePolicy
-from search.metrics import answer_correct, sample_with_progress
+from search.metrics import accuracy, answer_correct, greedy_results, sample_with_progress
 from search.result import SearchResult
 from tasks import Problem, Task
 from tasks.support import SLICES, SupportRule
@@ -46,13 +47,14 @@ def correct_solutions(task: Task, result: SearchResult) -> list[str]:
             if answer_correct(task, result.problem, t)]
 
 
-def slice_metrics(task: Task, results: list[SearchResult], rule: SupportRule, ks: list[int]) -> dict[str, Any]:
+def slice_metrics(task: Task, results: list[SearchResult], greedy: list[SearchResult], rule: SupportRule,
+                  ks: list[int]) -> dict[str, Any]:
     counts = [(len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces())) for r in results]
     curve = pass_at_k_curve(counts, ks)
     found = [set(correct_solutions(task, r)) for r in results]
     listed = [set(task.solutions(r.problem) or ()) for r in results]
     keys = [k for r in results for k in correct_solutions(task, r)]
-    return {**{f"pass@{k}": v for k, v in zip(ks, curve)}, "coverage": coverage(found, listed),
+    return {"maj@1": accuracy(task, greedy), **{f"pass@{k}": v for k, v in zip(ks, curve)}, "coverage": coverage(found, listed),
             "novel_correct": novel_correct(keys, rule.covers) if any(listed) else None, "problems": len(results)}
 
 
@@ -79,11 +81,12 @@ def lab_metrics(policy: TrainablePolicy, base: Policy | None, task: Task, proble
     rule = SupportRule(tuple((lab.get("support") or {}).get("exclude_ops") or ()))
     results = sample_with_progress(policy, task, problems, lab.samples, 1.0, lab.max_new_tokens, seed,
                                    f"lab {lab.samples} samples", progress)
+    greedy = greedy_results(policy, task, problems, lab.max_new_tokens)  # maj@1 per slice
     ks = powers_of_two(lab.samples)
     members = slice_members(task, problems, rule)
     out: dict[str, Any] = {}
     for name, idx in members.items():
-        for key, value in slice_metrics(task, [results[i] for i in idx], rule, ks).items():
+        for key, value in slice_metrics(task, [results[i] for i in idx], [greedy[i] for i in idx], rule, ks).items():
             out[f"{name}/{key}"] = value
     slice_of = {i: s for s, idx in members.items() if s != "all" for i in idx}
     out["lab_counts"] = [[len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces()),
