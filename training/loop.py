@@ -28,7 +28,8 @@ from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
 from training.cluster import build_searcher
 from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
-from training.lab_eval import lab_metrics
+from training.eval_cache import cached_base_eval
+from training.lab_eval import lab_due, lab_metrics
 from training.plots import plot_run
 from training.seeding import seed_everything
 from training.tracking import open_tracking
