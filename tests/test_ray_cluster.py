@@ -1,8 +1,7 @@
 """cluster=ray on a local Ray (2 CPUs): rollout workers are real actors with real tiny-model
-replicas, data-parallel SFT runs on Ray Train with gloo. Whole `training.loop.run`s are
-compared through what they write (metrics.jsonl, traces/)."""
+replicas. Whole `training.loop.run`s are compared through what they write (metrics.jsonl,
+traces/). Data-parallel training (Ray Train) is tests/test_ray_train.py."""
 
-import copy
 import json
 import os
 import signal
@@ -10,7 +9,6 @@ import threading
 import time
 
 import pytest
-from omegaconf import OmegaConf
 
 from composing import composed
 from tiny_run import TINY_RUN
@@ -154,27 +152,3 @@ def test_a_worker_killed_mid_iteration_is_restarted_and_its_shard_searched_once(
     expected = [{**r, "shards_retried": 1} if r["kind"] == "train" and r["iteration"] == 1 else r
                 for r in rows(runs["ray2"])]
     assert rows(tmp_path) == expected  # the same run, one retried shard apart
-
-
-@pytest.mark.slow
-def test_two_gloo_workers_take_the_single_process_sft_step(local_ray):
-    from policies.tiny import build_tiny_model
-    from training.cluster.ddp import sft_data_parallel
-    from training.sft import SFTConfig, sft
-
-    model, tokenizer = build_tiny_model("1m", seed=0)
-    start = copy.deepcopy(model.state_dict())
-    examples = [(f"{i} + {i + 2} =", f" {2 * i + 2}") for i in range(7)]  # odd: the two slices differ in size
-    config = SFTConfig(epochs=1, batch_size=7, lr=1e-2)
-    single = copy.deepcopy(model)
-    single_stats = sft(single, tokenizer, examples, config, seed=0)
-    cluster = OmegaConf.create({"address": None, "rollout_workers": 1, "train_workers": 2, "cpus_per_worker": 1,
-                                "gpus_per_worker": 0, "max_restarts": 0, "object_store_mb": 100})
-    stats, optimizer_state = sft_data_parallel(model, tokenizer, examples, config, cluster, seed=0)
-    assert stats["loss"] == pytest.approx(single_stats["loss"], rel=1e-5)
-    assert stats["sft_tokens"] == single_stats["sft_tokens"]
-    assert optimizer_state["state"][0]["step"] == 1
-    moved = max(float((value - start[name]).abs().max()) for name, value in single.state_dict().items())
-    assert moved > 1e-3  # the step changed the weights, so equal weights say the steps were equal
-    for name, value in single.state_dict().items():
-        assert float((model.state_dict()[name] - value).abs().max()) < 2e-5, name

@@ -20,6 +20,7 @@ examples longer than `sft.max_length`, which SFT trains with their prompt cut.
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,7 +29,8 @@ from policies import TrainablePolicy
 from search import SearchResult
 from tasks import Task
 from training.rewards import RewardModel, check_reward, trace_scores
-from training.sft import SFTConfig, completion_entropy, encode_pair, sft
+from training.sft import SFTConfig, completion_entropy, encode_pair, sft_step
+from training.step_runner import InProcess, StepRunner
 
 ENTROPY_SAMPLE = 64  # traces per round in the no-grad entropy pass (evenly spaced over the round)
 
@@ -67,8 +69,9 @@ class ExpertIteration:
 
     def __init__(self, sft: dict | None = None, reset_each_round: bool = True, accumulate: bool = True,
                  reward: str = "sparse", good_threshold: float | None = None, orm: RewardModel | None = None,
-                 seed: int = 0, progress: bool = False):
+                 seed: int = 0, progress: bool = False, runner: StepRunner | None = None):
         self.sft_config = SFTConfig(**(sft or {}))
+        self.runner = runner or InProcess()  # where SFT runs: here, or data-parallel (cluster.train_workers)
         self.reward, self.orm = check_reward(reward), orm
         self.good_threshold = good_threshold if good_threshold is not None else (0.5 if reward == "orm" else 1.0)
         self.reset_each_round = reset_each_round
@@ -93,6 +96,11 @@ class ExpertIteration:
         """This round's training examples: the correct, deduplicated traces (RCRL overrides)."""
         return expert_examples(results, iteration, strategy, self.good_threshold, self.scores(results))
 
+    def new_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh AdamW over the policy: each round's with `reset_each_round`, else the run's."""
+        return torch.optim.AdamW(self.policy.model.parameters(), lr=self.sft_config.lr,
+                                 weight_decay=self.sft_config.weight_decay)
+
     def round_entropy(self, results: list[SearchResult]) -> float:
         """Mean per-token entropy of the policy (before this round's training) on up to
         `ENTROPY_SAMPLE` of the round's traces, evenly spaced."""
@@ -110,13 +118,13 @@ class ExpertIteration:
         model = self.policy.model
         if self.reset_each_round:
             model.load_state_dict(self.base_state)
-            optimizer = None
+            optimizer = self.new_optimizer()
         else:
-            self.optimizer = self.optimizer or torch.optim.AdamW(
-                model.parameters(), lr=self.sft_config.lr, weight_decay=self.sft_config.weight_decay)
-            optimizer = self.optimizer
-        stats = sft(model, self.policy.tokenizer, [(d["prompt"], d["completion"]) for d in self.dataset],
-                    self.sft_config, seed=self.seed + iteration, progress=self.progress, optimizer=optimizer)
+            self.optimizer = optimizer = self.optimizer or self.new_optimizer()
+        examples = [(d["prompt"], d["completion"]) for d in self.dataset]
+        step = partial(sft_step, tokenizer=self.policy.tokenizer, examples=examples, config=self.sft_config,
+                       seed=self.seed + iteration, progress=self.progress)
+        stats = self.runner.run(step, {"model": model}, optimizer)
         tok, limit = self.policy.tokenizer, self.sft_config.max_length
         too_long = sum(sum(map(len, encode_pair(tok, d["prompt"], d["completion"]))) > limit for d in new)
         return {"new_examples": len(new), "dataset_size": len(self.dataset), "entropy": entropy,

@@ -26,7 +26,7 @@ from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
-from training.cluster import build_searcher
+from training.cluster import build_searcher, build_step_runner
 from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
 from training.eval_cache import cached_base_eval
 from training.lab_eval import lab_due, lab_metrics
@@ -129,7 +129,9 @@ def _build(cfg: DictConfig) -> tuple[Task, TrainablePolicy, Policy | None, ORMTr
     base: Policy | None = instantiate(cfg.policy) if cfg.eval.get("lab") else None  # frozen: base_nll
     use_tokenizer(task, policy.tokenizer)
     orm = build_run_orm(cfg, policy)  # None unless trainer.reward, the search evaluator or eval.rerank uses it
-    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}))
+    runner = build_step_runner(cfg)  # cluster.train_workers > 1: the trainer's step runs data-parallel on Ray Train
+    trainer: Trainer = instantiate(cfg.trainer, **({"orm": orm.model} if cfg.trainer.get("reward") == "orm" else {}),
+                                   **({"runner": runner} if runner is not None else {}))
     trainer = WithORM(trainer, orm) if orm is not None else trainer  # fits the ORM each round, checkpoints it
     return trainer.setup(policy, task), policy, base, orm, trainer
 

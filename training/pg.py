@@ -22,8 +22,10 @@ themselves live in `training.core_algos`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -35,6 +37,7 @@ from training import core_algos
 from training.rewards import RewardModel, check_reward
 from training.rollouts import Rollout, build_rollouts, mask_off_context
 from training.sft import collate, labelled_logprobs
+from training.step_runner import InProcess, StepRunner
 
 OLD_LOGP = ("recompute", "sampler")
 
@@ -51,6 +54,42 @@ class ValueHead(torch.nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.linear(hidden.float()).squeeze(-1)
+
+
+class LastHidden(torch.nn.Module):
+    """A causal LM's last hidden state and nothing else: the separate critic's backbone. Its
+    logits are no output, so data-parallel DDP sees the LM head as what it is, unused."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states[-1]
+
+
+@dataclass
+class MicroLoss:
+    """One micro batch's loss in the two parts data parallelism weights apart: `policy` (the
+    policy gradient, KL and entropy terms, aggregated by `loss_agg`) and the critic's `value`
+    loss (a token mean, times `vf_coef`; None without a critic). Its stats likewise:
+    `agg_stats` aggregated by `loss_agg` (pg_loss, kl), `token_stats` token means (the policy
+    loss's own stats, ratio_dev, the critic's)."""
+
+    policy: torch.Tensor
+    value: torch.Tensor | None
+    agg_stats: dict[str, torch.Tensor]
+    token_stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def sum_over_workers(stats: dict[str, float]) -> dict[str, float]:
+    """Each stat summed over the data-parallel world (each worker holds its slices' share)."""
+    import torch.distributed as dist
+
+    keys = sorted(stats)
+    values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    return dict(zip(keys, values.tolist()))
 
 
 @dataclass
@@ -114,7 +153,8 @@ class PolicyGradientTrainer:
                  kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
                  reward: str = "sparse", orm: RewardModel | None = None, cov_fraction: float | None = None,
                  top_entropy_quantile: float = 1.0, reset_reference_every: int | None = None,
-                 micro_batch_size: int | None = None, name: str | None = None, seed: int = 0, progress: bool = False):
+                 micro_batch_size: int | None = None, name: str | None = None, seed: int = 0, progress: bool = False,
+                 runner: StepRunner | None = None):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
         for key, value in (("micro_batch_size", micro_batch_size), ("reset_reference_every", reset_reference_every)):
@@ -131,6 +171,14 @@ class PolicyGradientTrainer:
             raise ValueError(f"trainer.cov_fraction is for policy_loss kl_cov | clip_cov, not {policy_loss!r}")
         core_algos.top_entropy_mask(torch.ones(1, 1), torch.ones(1, 1), top_entropy_quantile)  # checks the range
         self.top_entropy_quantile, self.reset_reference_every = top_entropy_quantile, reset_reference_every
+        self.runner = runner or InProcess()  # where the update runs: here, or data-parallel (cluster.train_workers)
+        selecting = [key for key, on in ((f"trainer.policy_loss={policy_loss}",
+                                          "cov_fraction" in inspect.signature(self.policy_loss).parameters),
+                                         (f"trainer.top_entropy_quantile={top_entropy_quantile}",
+                                          top_entropy_quantile < 1)) if on]
+        if self.runner.workers > 1 and selecting:
+            raise ValueError(f"cluster.train_workers={self.runner.workers}: {' and '.join(selecting)} pick tokens over "
+                             "a whole micro batch, which no data-parallel worker sees; use cluster.train_workers=1")
         self.micro_batch_size = micro_batch_size or minibatch_size
         self.lr, self.weight_decay, self.epochs, self.minibatch_size = lr, weight_decay, epochs, minibatch_size
         self.grad_clip, self.clip_low, self.clip_high, self.loss_agg = grad_clip, clip_low, clip_high, loss_agg
@@ -238,7 +286,7 @@ class PolicyGradientTrainer:
                 for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
                     r.ref_logp = lp
             if self.critic_active:
-                for r, v in zip(chunk, unpad(self.values(batch, None), chunk)):
+                for r, v in zip(chunk, unpad(self.values(batch, None, self.train_modules()), chunk)):
                     r.old_values = v
         tokens = max(tokens, 1.0)
         stats = {"entropy": entropy / tokens}
@@ -246,22 +294,57 @@ class PolicyGradientTrainer:
             stats["sampler_ratio_dev"] = sampler_dev / tokens
         return stats
 
-    def values(self, batch: TokenBatch, policy_scores: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    def train_modules(self) -> dict[str, torch.nn.Module]:
+        """What the optimizer steps, under the names the update reads: the policy and, with a
+        critic, its value head and separate backbone (`LastHidden`)."""
+        modules = {"policy": self.policy.model}
+        if self.value_head is not None:
+            modules["value_head"] = self.value_head
+        if self.critic_model is not None:
+            modules["critic"] = LastHidden(self.critic_model)
+        return modules
+
+    def values(self, batch: TokenBatch, policy_scores: dict[str, torch.Tensor] | None,
+               modules: dict[str, torch.nn.Module]) -> torch.Tensor:
         """Critic values (batch, width - 1): from the policy's own pass with a shared
-        backbone, else from the separate critic."""
-        if self.critic_model is None:
-            scores = policy_scores or forward(self.policy.model, batch, self.value_head)
+        backbone, else from the separate critic (`modules` as `train_modules` names them)."""
+        if "critic" not in modules:
+            scores = policy_scores or forward(modules["policy"], batch, modules["value_head"])
             return scores["values"]
-        return forward(self.critic_model, batch, self.value_head)["values"]
+        hidden = modules["critic"](input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"])
+        return modules["value_head"](hidden[:, :-1])
 
     def update(self, rollouts: list[Rollout], iteration: int) -> dict[str, float]:
-        """Clipped-ratio epochs over shuffled minibatches. A minibatch larger than
+        """Clipped-ratio epochs over shuffled minibatches (`train_minibatches`), run by
+        `self.runner`: in this process, or data-parallel on `cluster.train_workers` workers,
+        which are sent this trainer's settings (`replica`), the rollouts without their search
+        trees, and the modules with the optimizer's state."""
+        lean = [dataclasses.replace(r, result=None, trace=None) for r in rollouts]  # the update reads neither
+        step = partial(self.replica().train_minibatches, lean, iteration, self.pad_id)
+        out = self.runner.run(step, self.train_modules(), self.optimizer)
+        out.update(pg_rollouts=len(rollouts), pg_tokens=int(sum(sum(r.loss_mask) for r in rollouts)))
+        return out
+
+    def replica(self) -> PolicyGradientTrainer:
+        """This trainer's settings without its policy, task, ORM, reference, critic or
+        optimizer: all `train_minibatches` reads besides the modules and optimizer it is handed."""
+        lean = copy.copy(self)
+        lean.policy = lean.task = lean.orm = lean.ref_model = lean.optimizer = None
+        lean.value_head = lean.critic_model = None
+        return lean
+
+    def train_minibatches(self, rollouts: list[Rollout], iteration: int, pad_id: int,
+                          modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
+                          shard: tuple[int, int] = (0, 1)) -> dict[str, float]:
+        """The update as a trainer step (`training.step_runner`). A minibatch larger than
         `micro_batch_size` traces is run as micro batches whose gradients accumulate before
         the one optimizer step, each weighted by its share of the minibatch's tokens (rows,
         under seq-mean-token-mean), so memory is bounded by the micro batch and the step
         equals the whole minibatch's (the kl_cov/clip_cov and top-entropy selections are
-        then made per micro batch)."""
-        model = self.policy.model
+        then made per micro batch). With `shard=(rank, world)` this process runs only its
+        slice of every micro batch (`slice_backward`), and DDP's gradient average over the
+        world is the whole minibatch's gradient."""
+        model = modules["policy"]
         fields = ("old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
             ("returns", "old_values") if self.critic_active else ())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
@@ -270,31 +353,50 @@ class PolicyGradientTrainer:
         model.train()
         for _ in range(self.epochs):
             for chunk in self.minibatches(rollouts, generator):
-                self.optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 micro = list(self.minibatches(chunk, size=self.micro_batch_size))
-                weights = [self.loss_weight(m) for m in micro]
-                total = sum(weights) or 1.0
+                total = sum(self.loss_weight(m) for m in micro) or 1.0
                 stats: dict[str, float] = {}
-                for m, w in zip(micro, weights):
-                    loss, micro_stats = self.micro_loss(make_batch(m, self.pad_id, fields))
-                    (loss * (w / total)).backward()
-                    for k, v in micro_stats.items():
-                        stats[k] = stats.get(k, 0.0) + float(v) * w / total
+                for m in micro:
+                    for k, v in self.slice_backward(m, total, shard, modules, pad_id, fields).items():
+                        stats[k] = stats.get(k, 0.0) + v
+                if shard[1] > 1:
+                    stats = sum_over_workers(stats)
                 dev = stats.pop("ratio_dev")
                 ratio_dev = dev if steps == 0 else ratio_dev  # before any optimizer step: pi_old vs the trained model
                 if self.grad_clip:  # policy and critic are clipped separately; the policy's norm is logged
-                    norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip)
-                             for g in self.optimizer.param_groups]
+                    norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip) for g in optimizer.param_groups]
                     stats["grad_norm"] = float(norms[0])
-                self.optimizer.step()
+                optimizer.step()
                 steps += 1
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v
         model.eval()
-        out = {k: v / steps for k, v in totals.items()}
-        out.update(ratio_dev=ratio_dev, pg_rollouts=len(rollouts), pg_updates=steps,
-                   pg_tokens=int(sum(sum(r.loss_mask) for r in rollouts)))
-        return out
+        return {**{k: v / steps for k, v in totals.items()}, "ratio_dev": ratio_dev, "pg_updates": steps}
+
+    def slice_backward(self, micro: list[Rollout], total: float, shard: tuple[int, int],
+                       modules: dict[str, torch.nn.Module], pad_id: int, fields: tuple[str, ...]) -> dict[str, float]:
+        """Backpropagate this process's slice (contiguous rows, `shard=(rank, world)`) of one
+        micro batch, scaled so that the slices' gradients, averaged over the world, add up to
+        the micro batch's share `loss_weight(micro) / total` of the minibatch's gradient: the
+        policy terms by the slice's own loss weight (its tokens, or rows, over `total`), the
+        value loss, a token mean whatever `loss_agg`, by the slice's share of the micro
+        batch's tokens; its stats alike. In one process the slice is the micro batch and both
+        scales are its share. An empty slice runs one row at weight 0, so that it still joins
+        DDP's gradient all-reduce. Returns the slice's weighted share of the micro batch's stats."""
+        rank, world = shard
+        rows = torch.tensor_split(torch.arange(len(micro)), world)[rank].tolist()
+        part = [micro[i] for i in rows]
+        tokens = lambda rs: float(sum(sum(r.loss_mask) for r in rs))  # noqa: E731
+        share = self.loss_weight(part) / total
+        token_share = self.loss_weight(micro) / total * tokens(part) / max(tokens(micro), 1.0)
+        terms = self.micro_loss(make_batch(part or micro[:1], pad_id, fields), modules)
+        loss = terms.policy * (share * world)
+        if terms.value is not None:
+            loss = loss + terms.value * (token_share * world)
+        loss.backward()
+        return {**{k: float(v) * share for k, v in terms.agg_stats.items()},
+                **{k: float(v) * token_share for k, v in terms.token_stats.items()}}
 
     def loss_weight(self, rollouts: list[Rollout]) -> float:
         """What a micro batch's mean loss stands for: its trained tokens (token-mean) or its
@@ -303,32 +405,33 @@ class PolicyGradientTrainer:
             return float(sum(sum(r.loss_mask) for r in rollouts))
         return float(sum(any(r.loss_mask) for r in rollouts))
 
-    def micro_loss(self, batch: TokenBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss of one micro batch (policy, KL, entropy bonus, critic) and its stats."""
-        shared_head = self.critic_active and self.critic_model is None
-        scores = forward(self.policy.model, batch, self.value_head if shared_head else None,
+    def micro_loss(self, batch: TokenBatch, modules: dict[str, torch.nn.Module]) -> MicroLoss:
+        """The loss of one micro batch (policy, KL, entropy bonus; critic) and its stats."""
+        shared_head = self.critic_active and "critic" not in modules
+        scores = forward(modules["policy"], batch, modules["value_head"] if shared_head else None,
                          entropy=bool(self.entropy_coef) or self.top_entropy_quantile < 1)
         t, mask = batch.tensors, batch.mask
         ratio = (scores["logp"].detach() - t["old_logp"]).exp()
-        extra = {"ratio_dev": core_algos.masked_mean((ratio - 1).abs(), mask)}
+        token_stats = {"ratio_dev": core_algos.masked_mean((ratio - 1).abs(), mask)}
         advantages = t["advantages"]
         if self.top_entropy_quantile < 1:  # the 80/20 rule: the policy gradient only on high-entropy tokens
             keep = core_algos.top_entropy_mask(scores["entropy"], mask, self.top_entropy_quantile)
             advantages = advantages * keep
-            extra["entropy_kept"] = core_algos.masked_mean(keep, mask)
-        loss, stats = self.policy_loss(scores["logp"], t["old_logp"], advantages, mask, clip_low=self.clip_low,
-                                       clip_high=self.clip_high, agg=self.loss_agg, **self.loss_options)
-        stats = {"pg_loss": loss.detach(), **stats, **extra}
+            token_stats["entropy_kept"] = core_algos.masked_mean(keep, mask)
+        loss, loss_stats = self.policy_loss(scores["logp"], t["old_logp"], advantages, mask, clip_low=self.clip_low,
+                                            clip_high=self.clip_high, agg=self.loss_agg, **self.loss_options)
+        token_stats.update(loss_stats)  # clip_frac, approx_kl, cov_frac: token means
+        agg_stats = {"pg_loss": loss.detach()}
         if self.kl_in_loss:
             kl_loss = core_algos.aggregate(core_algos.kl_penalty(scores["logp"], t["ref_logp"], self.kl_estimator),
                                            mask, self.loss_agg)
             loss = loss + self.kl_coef * kl_loss
-            stats["kl"] = kl_loss.detach()
+            agg_stats["kl"] = kl_loss.detach()
         if self.entropy_coef:
             loss = loss - self.entropy_coef * core_algos.aggregate(scores["entropy"], mask, self.loss_agg)
-        if self.critic_active:
-            v_loss, v_clip = core_algos.value_loss(self.values(batch, scores), t["old_values"], t["returns"],
-                                                   mask, self.value_clip)
-            loss = loss + self.vf_coef * v_loss
-            stats.update(value_loss=v_loss.detach(), value_clip_frac=v_clip)
-        return loss, stats
+        if not self.critic_active:
+            return MicroLoss(loss, None, agg_stats, token_stats)
+        v_loss, v_clip = core_algos.value_loss(self.values(batch, scores, modules), t["old_values"], t["returns"],
+                                               mask, self.value_clip)
+        token_stats.update(value_loss=v_loss.detach(), value_clip_frac=v_clip)
+        return MicroLoss(loss, self.vf_coef * v_loss, agg_stats, token_stats)

@@ -39,6 +39,7 @@ from search import SearchResult
 from tasks import Problem, Task
 from training.ei import ExpertIteration, dedup_key
 from training.rewards import RewardModel
+from training.step_runner import StepRunner
 
 GOOD = "<good>\n"  # return marker of traces with reward >= good_threshold; the one used to sample
 BAD = "<bad>\n"  # return marker of every other trace
@@ -137,8 +138,9 @@ class RCRL(ExpertIteration):
 
     def __init__(self, sft: dict | None = None, good_threshold: float | None = None, bad_per_good: float | None = None,
                  reset_each_round: bool = True, accumulate: bool = True, reward: str = "sparse",
-                 orm: RewardModel | None = None, seed: int = 0, progress: bool = False):
-        super().__init__(sft, reset_each_round, accumulate, reward, good_threshold, orm, seed, progress)
+                 orm: RewardModel | None = None, seed: int = 0, progress: bool = False,
+                 runner: StepRunner | None = None):
+        super().__init__(sft, reset_each_round, accumulate, reward, good_threshold, orm, seed, progress, runner)
         if bad_per_good is not None and bad_per_good < 0:
             raise ValueError(f"trainer.bad_per_good must be >= 0 or null, got {bad_per_good}")
         self.bad_per_good = bad_per_good

@@ -167,3 +167,12 @@ def sft(
     bar.close()
     model.eval()
     return {"loss": sum(losses) / len(losses), "sft_tokens": tokens}
+
+
+def sft_step(modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, shard: tuple[int, int], *,
+             tokenizer, examples: Sequence[tuple[str, str]], config: SFTConfig, seed: int = 0,
+             progress: bool = False) -> dict[str, float]:
+    """`sft` of `modules["model"]` with `optimizer` as a trainer step (`training.step_runner`),
+    which runs it in this process or data-parallel; bind the data with `functools.partial`."""
+    return sft(modules["model"], tokenizer, examples, config, seed=seed, progress=progress, optimizer=optimizer,
+               shard=shard)

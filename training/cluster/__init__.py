@@ -1,16 +1,19 @@
-"""Where a run searches: in this process (`cluster=local`) or on Ray workers (`cluster=ray`).
+"""Where a run searches and trains: in this process (`cluster=local`) or on Ray workers (`cluster=ray`).
 
 The loop asks a *searcher* for each iteration's results and never learns which one it has;
-strategies and policies know nothing of Ray. `training.cluster.rollouts` holds the Ray
-worker group and `training.cluster.ddp` data-parallel SFT; both import Ray, which only the
-`ray` extra installs, so this module imports them only for `cluster=ray`.
+strategies and policies know nothing of Ray. Trainers run their optimisation step through a
+*step runner* (`training.step_runner`): in the driver by default, on Ray Train workers with
+`cluster.train_workers > 1`. `training.cluster.rollouts` holds the Ray worker group and
+`training.cluster.ddp` the data-parallel step; both need Ray, which only the `ray` extra
+installs, so this module imports them only for `cluster=ray`.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 
 from policies import Policy
@@ -18,6 +21,7 @@ from search import Budget, SearchResult
 from search.config_check import problems
 from tasks import Problem, Task
 from training.config_check import CLUSTER
+from training.step_runner import StepRunner
 
 KINDS = ("local", "ray")
 
@@ -67,3 +71,23 @@ def build_searcher(cfg: DictConfig, overrides: dict[str, Any]) -> Searcher:
     from training.cluster.rollouts import RayRollouts
 
     return RayRollouts(cfg)
+
+
+def build_step_runner(cfg: DictConfig) -> StepRunner | None:
+    """The runner of the trainer's step when it is not the trainer's default (in this
+    process): Ray Train workers (`training.cluster.ddp.RayTrainDDP`) under `cluster=ray` with
+    `cluster.train_workers > 1`, else None. A trainer that takes no `runner` is refused."""
+    cluster = cfg.get("cluster") or {"kind": "local"}
+    if cluster["kind"] != "ray" or cluster["train_workers"] <= 1:
+        return None
+    bad = problems(cfg, CLUSTER)
+    if bad:
+        raise ValueError("; ".join(bad))
+    target = cfg.trainer._target_
+    params = inspect.signature(get_class(target)).parameters.values()
+    if not any(p.name == "runner" or p.kind is p.VAR_KEYWORD for p in params):
+        raise ValueError(f"cluster.train_workers={cluster['train_workers']}: trainer {target} takes no runner "
+                         "(training.step_runner), so it cannot train data-parallel; use cluster.train_workers=1")
+    from training.cluster.ddp import RayTrainDDP
+
+    return RayTrainDDP(cluster)

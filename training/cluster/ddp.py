@@ -1,18 +1,20 @@
-"""Data-parallel SFT over `cluster.train_workers` processes: Ray Train's `TorchTrainer`
-sets up `torch.distributed` (gloo on CPU, NCCL on GPU) and each worker wraps its copy of
-the model in `DistributedDataParallel`.
+"""A trainer's step data-parallel over `cluster.train_workers` processes: Ray Train's
+`TorchTrainer` sets up `torch.distributed` (gloo on CPU, NCCL on GPU) and each worker wraps
+its copy of every trained module in `DistributedDataParallel`.
 
-Every worker walks the same global batches as single-process `training.sft.sft` (same
-seed, same order) and computes only its slice of each (`training.sft.batch_loss`); DDP
-averages the gradients, so every worker takes the step one process would have taken on the
-whole batch, to float tolerance. Rank 0 hands the trained weights (and the optimizer's
-state, for trainers that keep it) back through a Ray Train checkpoint.
+Every worker runs the same step (`training.step_runner`) on the same data with the same
+seed, so it walks the same batches as one process, and computes only its slice of each;
+the step weights its slice's loss by the slice's share of the batch's normaliser, so DDP's
+gradient average is the whole batch's gradient and every worker takes the step one process
+would have taken, to float tolerance. Rank 0 hands the trained weights and the optimizer's
+state back through a Ray Train checkpoint; the driver loads them into its own modules and
+optimizer, so a trainer keeps its optimizer across iterations exactly as in one process.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +22,118 @@ import torch
 from omegaconf import DictConfig
 
 from training.cluster.session import ensure_ray
-from training.sft import SFTConfig, sft
+from training.step_runner import Step
 
-STATE_FILE = "sft_state.pt"
+STATE_FILE = "step_state.pt"
+CAPTURING_HOOKS = "transformers.utils.output_capturing"  # where transformers' hidden-state hooks are defined
+
+
+def shippable(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` that pickles. The first forward that asks a transformers model for
+    its hidden states installs output-capturing hooks on its layers, closures over a
+    ContextVar that cannot be pickled; the copy drops those hooks and the model's mark of
+    having them, so the worker's copy installs its own when it first asks
+    (`register_model_classes`)."""
+    clone = copy.deepcopy(module)
+    for m in clone.modules():
+        for key in [k for k, hook in m._forward_hooks.items() if getattr(hook, "__module__", "") == CAPTURING_HOOKS]:
+            del m._forward_hooks[key]
+        if getattr(m, "_output_capturing_hooks_installed", False):
+            m._output_capturing_hooks_installed = False
+    return clone
+
+
+def register_model_classes(modules: dict[str, torch.nn.Module]) -> None:
+    """transformers learns which outputs (hidden states, attentions) a model class can record
+    when a model of that class is built, once per process; an unpickled model was never built
+    in the worker, so it would answer `output_hidden_states` with None. Building one of each
+    class on the meta device (no memory, no weights) registers them. Call it before the
+    unpickled models' first forward."""
+    from transformers import PreTrainedModel
+
+    built: set[type] = set()
+    for m in (sub for module in modules.values() for sub in module.modules()):
+        if isinstance(m, PreTrainedModel) and type(m) not in built:
+            with torch.device("meta"):
+                type(m)(m.config)
+            built.add(type(m))
+
+
+def optimizer_layout(optimizer: torch.optim.Optimizer, modules: dict[str, torch.nn.Module]) -> list[list[tuple[str, str]]]:
+    """Each param group's parameters as (module key, parameter name), so a worker can build
+    the same optimizer over its own copies of the modules."""
+    names = {id(p): (key, name) for key, m in modules.items() for name, p in m.named_parameters()}
+    missing = [i for g in optimizer.param_groups for i, p in enumerate(g["params"]) if id(p) not in names]
+    if missing:
+        raise ValueError(f"data-parallel step: the optimizer steps {len(missing)} parameters outside the modules "
+                         f"{sorted(modules)} it was given")
+    return [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+
+
+def rebuild_optimizer(kind: type[torch.optim.Optimizer], layout: list[list[tuple[str, str]]], state: dict[str, Any],
+                      modules: dict[str, torch.nn.Module]) -> torch.optim.Optimizer:
+    """The driver's optimizer over `modules`: same groups, hyperparameters and moments."""
+    params = {key: dict(m.named_parameters()) for key, m in modules.items()}
+    optimizer = kind([{"params": [params[key][name] for key, name in group]} for group in layout])
+    optimizer.load_state_dict(state)  # also sets each group's lr, weight decay, ... from the driver's
+    return optimizer
 
 
 def _train_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: DDP over its copy of the model, then report (rank 0: the weights)."""
+    """One Ray Train worker: DDP over its copies of the modules, the step, then report
+    (rank 0: its stats, the weights, the optimizer state and each module's train/eval mode)."""
     import ray.train
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(config["threads"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    model = config["model"]
-    ddp = DistributedDataParallel(model)
-    optimizer = torch.optim.AdamW(ddp.parameters(), lr=config["sft"].lr, weight_decay=config["sft"].weight_decay)
-    if config["optimizer_state"] is not None:
-        optimizer.load_state_dict(config["optimizer_state"])
-    stats = sft(ddp, config["tokenizer"], config["examples"], config["sft"], seed=config["seed"], optimizer=optimizer,
-                shard=(rank, world))
+    modules: dict[str, torch.nn.Module] = config["modules"]
+    register_model_classes(modules)
+    optimizer = rebuild_optimizer(config["optimizer_kind"], config["layout"], config["optimizer_state"], modules)
+    # find_unused_parameters: a step may use only part of a module (a separate critic's LM head,
+    # a critic that this iteration does not train); those parameters keep no gradient, as in one process
+    ddp = {key: DistributedDataParallel(m, find_unused_parameters=True) for key, m in modules.items()}
+    stats = config["step"](ddp, optimizer, (rank, world))
     if rank != 0:
-        ray.train.report(stats)
+        ray.train.report({})
         return
     with tempfile.TemporaryDirectory() as folder:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, Path(folder) / STATE_FILE)
-        ray.train.report(stats, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        torch.save({"stats": stats, "modules": {key: m.state_dict() for key, m in modules.items()},
+                    "training": {key: m.training for key, m in modules.items()},
+                    "optimizer": optimizer.state_dict()}, Path(folder) / STATE_FILE)
+        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def sft_data_parallel(model: torch.nn.Module, tokenizer: Any, examples: Sequence[tuple[str, str]], config: SFTConfig,
-                      cluster: DictConfig, seed: int = 0,
-                      optimizer_state: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """`sft` on `cluster.train_workers` Ray Train workers: trains `model` in place (the
-    weights rank 0 ended with are loaded into it) and returns sft's stats and the AdamW
-    state the workers ended with (start one from `optimizer_state`; None: a fresh one)."""
-    ensure_ray(cluster)
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+class RayTrainDDP:
+    """A step runner (`training.step_runner.StepRunner`) over `cluster.train_workers` Ray Train
+    workers of `cluster.cpus_per_worker` cores (and `gpus_per_worker` GPUs) each."""
 
-    cpus = cluster.cpus_per_worker
-    scaling = ScalingConfig(num_workers=cluster.train_workers, use_gpu=cluster.gpus_per_worker > 0,
-                            resources_per_worker={"CPU": cpus, **({"GPU": cluster.gpus_per_worker}
-                                                                   if cluster.gpus_per_worker > 0 else {})})
-    loop_config = {"model": model, "tokenizer": tokenizer, "examples": list(examples), "sft": config, "seed": seed,
-                   "optimizer_state": optimizer_state, "threads": cpus}
-    with tempfile.TemporaryDirectory() as storage:
-        trainer = TorchTrainer(_train_worker, train_loop_config=loop_config, scaling_config=scaling,
-                               run_config=RunConfig(storage_path=storage, name="sft"))
-        result = trainer.fit()
-        with result.checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
-    model.load_state_dict(state["model"])
-    return dict(result.metrics or {}), state["optimizer"]
+    def __init__(self, cluster: DictConfig):
+        self.cluster = cluster
+        self.workers = int(cluster.train_workers)
+
+    def run(self, step: Step, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """`step` on every worker; `modules` and `optimizer` then hold what rank 0 ended with.
+        Its stats (rank 0's, which the step makes the world's) gain `train_workers`."""
+        ensure_ray(self.cluster)
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        cpus, gpus = self.cluster.cpus_per_worker, self.cluster.gpus_per_worker
+        scaling = ScalingConfig(num_workers=self.workers, use_gpu=gpus > 0,
+                                resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})})
+        loop_config = {"step": step, "modules": {key: shippable(m) for key, m in modules.items()},
+                       "optimizer_kind": type(optimizer), "layout": optimizer_layout(optimizer, modules),
+                       "optimizer_state": optimizer.state_dict(), "threads": cpus}
+        with tempfile.TemporaryDirectory() as storage:
+            trainer = TorchTrainer(_train_worker, train_loop_config=loop_config, scaling_config=scaling,
+                                   run_config=RunConfig(storage_path=storage, name="train_step"))
+            result = trainer.fit()
+            with result.checkpoint.as_directory() as folder:
+                state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        for key, m in modules.items():
+            m.load_state_dict(state["modules"][key])
+            m.train(state["training"][key])
+        optimizer.load_state_dict(state["optimizer"])
+        return {**state["stats"], "train_workers": self.workers}
