@@ -45,3 +45,18 @@ def test_parallel_jobs_are_labelled_and_draw_no_bars(tmp_path: Path) -> None:
     lines = run_app(tmp_path, "-m", "+x=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert sorted(lines) == ["[job 0 +x=1] progress=False", "[job 0 +x=1] second line",
                              "[job 1 +x=2] progress=False", "[job 1 +x=2] second line"]
+
+
+def test_a_failing_sweep_job_says_so_when_it_fails_not_after_the_last_job(tmp_path):
+    """Hydra keeps a multirun job's exception until every job has ended; training.run
+    prints one line per failed job as it fails, so a long sweep is not silently broken."""
+    proc = subprocess.run([sys.executable, "-m", "training.run", "-m", "policy.init=bogus,bogus2", "iterations=0",
+                           f"hydra.sweep.dir={tmp_path / 'm'}"], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = proc.stdout.splitlines()
+    failed = [i for i, line in enumerate(lines) if "job failed, the sweep goes on" in line]
+    assert len(failed) == 2, proc.stdout[-2000:]
+    assert "[job 0 iterations=0,policy.init=bogus]" in lines[failed[0]] and "policy.init='bogus'" in lines[failed[0]]
+    second_starts = next(i for i, line in enumerate(lines) if line.startswith("[job 1 "))
+    assert failed[0] < second_starts  # reported when it failed, before the next job ran

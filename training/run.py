@@ -11,8 +11,10 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from search.console import job_label
 from search.result import require_seed
 from search.threads import use_threads
 from training.config_check import check_training_config
@@ -32,7 +34,13 @@ def main(cfg: DictConfig) -> None:
     from training.loop import run
 
     transformers_logging.disable_progress_bar()  # per-checkpoint "Writing model shards" bars drown the table
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except Exception as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:  # Hydra holds a sweep job's error until every job has ended
+            print(f"{job_label()}job failed, the sweep goes on (Hydra prints the traceback after the last job): "
+                  f"{type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == "__main__":
