@@ -190,6 +190,24 @@ def test_every_trainer_state_round_trips_through_a_checkpoint_read_with_weights_
     assert state["metrics"] == [{"iteration": 0, "loss": None}]
 
 
+def test_base_and_reference_weights_are_rebuilt_at_setup_not_stored():
+    """EI's reset base and the KL reference are the iteration-0 policy, which `training.run`
+    builds again before resuming (and `setup` copies), so the trainer state holds neither;
+    only ProRL's resets make the reference a later policy, and then it is stored."""
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    policy, task = HFPolicy(model, tokenizer), Countdown(**TASK)
+    results = [reference_result(task, p) for p in task.problems("train", limit=4, seed=0)]
+    trainers = {"ei": ExpertIteration(sft=SFT), "grpo": GRPO(lr=1e-3, minibatch_size=8, kl_coef=0.1),
+                "prorl": GRPO(lr=1e-3, minibatch_size=8, kl_coef=0.1, reset_reference_every=1)}
+    stored = {}
+    for name, trainer in trainers.items():
+        trainer.setup(policy, task)
+        trainer.step(1, results)
+        stored[name] = sorted(trainer.state_dict())
+    assert stored == {"ei": ["dataset", "optimizer"], "grpo": ["critic", "optimizer"],
+                      "prorl": ["critic", "optimizer", "reference"]}
+
+
 def test_rng_state_restores_python_numpy_and_torch_draws_after_a_weights_only_load(tmp_path):
     torch.save(rng_state(), tmp_path / "rng.pt")
     first = (random.random(), np.random.rand(), torch.rand(1).item())

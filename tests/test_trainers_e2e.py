@@ -118,9 +118,14 @@ def test_text_steps_end_on_their_last_token_and_the_outcome_on_eos(raw):
 
 # The untrained model earns no reward, so the update comes from the entropy bonus (and, once the
 # policy has moved off its reference, the KL terms). With pi_old recomputed, nothing else moves it.
+# EI keeps every trace (good_threshold 0) and starts each round from the base. The reference and
+# the base are not in the trainer state: the resumed trainer's `setup` copies them from the
+# initial weights, as `training.run` rebuilds the base before resuming.
 @pytest.mark.parametrize("make", [lambda: PPO(lr=1e-3, minibatch_size=8, epochs=2, critic="separate", entropy_coef=0.01),
-                                  lambda: GRPO(lr=1e-3, minibatch_size=8, epochs=2, kl_coef=0.1, entropy_coef=0.01)],
-                         ids=["ppo", "grpo"])
+                                  lambda: GRPO(lr=1e-3, minibatch_size=8, epochs=2, kl_coef=0.1, entropy_coef=0.01),
+                                  lambda: ExpertIteration(sft={"epochs": 1, "batch_size": 4}, good_threshold=0.0,
+                                                          reset_each_round=True)],
+                         ids=["ppo", "grpo", "ei"])
 def test_state_dict_resumes_exactly(raw, make):
     task, policy = fresh(raw)
     problems = task.problems("train", limit=4, seed=5)

@@ -131,12 +131,13 @@ class ExpertIteration:
                 "traces_dropped": too_long, "traces_dropped_length": too_long, **stats}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "base_state": self.base_state,
-                "optimizer": self.optimizer.state_dict() if self.optimizer else None}
+        """The data set and the continuing optimizer. The base each round resets to is not
+        stored: it is the iteration-0 policy, which `setup` copies again on resume
+        (`training.run` rebuilds `cfg.policy`, the cached base, before loading a checkpoint)."""
+        return {"dataset": self.dataset, "optimizer": self.optimizer.state_dict() if self.optimizer else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.dataset = state["dataset"]
-        self.base_state = state["base_state"]
+        self.dataset = state["dataset"]  # an older checkpoint's base_state is the base setup copied
         if state["optimizer"] is not None:
             self.optimizer = torch.optim.AdamW(self.policy.model.parameters(), lr=self.sft_config.lr,
                                                weight_decay=self.sft_config.weight_decay)

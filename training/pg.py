@@ -210,17 +210,23 @@ class PolicyGradientTrainer:
         return {k: m for k, m in (("value_head", self.value_head), ("critic_model", self.critic_model)) if m is not None}
 
     def state_dict(self) -> dict[str, Any]:
-        """Optimizer, critic and reference weights: with the policy checkpoint, all a
-        resumed run needs (minibatch order is seeded by iteration, so there is no RNG)."""
-        return {"optimizer": self.optimizer.state_dict(),
-                "critic": {k: m.state_dict() for k, m in self.critic_modules().items()},
-                "reference": self.ref_model.state_dict() if self.ref_model is not None else None}
+        """Optimizer and critic weights: with the policy checkpoint, all a resumed run needs
+        (minibatch order is seeded by iteration, so there is no RNG). The KL reference is the
+        iteration-0 policy, which `setup` copies again on resume (`training.run` rebuilds
+        `cfg.policy`, the cached base, before loading a checkpoint), so it is not stored;
+        except under ProRL's resets (`reset_reference_every`), which make it a later policy
+        that nothing rebuilds."""
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "critic": {k: m.state_dict() for k, m in self.critic_modules().items()}}
+        if self.ref_model is not None and self.reset_reference_every:
+            state["reference"] = self.ref_model.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         for k, m in self.critic_modules().items():
             m.load_state_dict(state["critic"][k])
-        if self.ref_model is not None and state["reference"] is not None:
+        if self.ref_model is not None and state.get("reference") is not None:  # older checkpoints hold it always
             self.ref_model.load_state_dict(state["reference"])
 
     # ------------------------------------------------------------ one iteration
