@@ -1,6 +1,8 @@
 """A trainer's step data-parallel over `cluster.train_workers` processes: Ray Train's
-`TorchTrainer` sets up `torch.distributed` (gloo on CPU, NCCL on GPU) and each worker wraps
-its copy of every trained module in `DistributedDataParallel`.
+`TorchTrainer` sets up `torch.distributed` and each worker wraps its copy of every trained
+module in `DistributedDataParallel`. The workers train on the CPU with gloo, as the trainers
+do in one process (their batches are built on the CPU); they reserve
+`cluster.cpus_per_worker` cores each and no GPU.
 
 Every worker runs the same step (`training.step_runner`) on the same data with the same
 seed, so it walks the same batches as one process, and computes only its slice of each;
@@ -107,7 +109,7 @@ def _train_worker(config: dict[str, Any]) -> None:
 
 class RayTrainDDP:
     """A step runner (`training.step_runner.StepRunner`) over `cluster.train_workers` Ray Train
-    workers of `cluster.cpus_per_worker` cores (and `gpus_per_worker` GPUs) each."""
+    workers of `cluster.cpus_per_worker` cores each."""
 
     def __init__(self, cluster: DictConfig):
         self.cluster = cluster
@@ -120,9 +122,8 @@ class RayTrainDDP:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
-        cpus, gpus = self.cluster.cpus_per_worker, self.cluster.gpus_per_worker
-        scaling = ScalingConfig(num_workers=self.workers, use_gpu=gpus > 0,
-                                resources_per_worker={"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})})
+        cpus = self.cluster.cpus_per_worker
+        scaling = ScalingConfig(num_workers=self.workers, use_gpu=False, resources_per_worker={"CPU": cpus})
         loop_config = {"step": step, "modules": {key: shippable(m) for key, m in modules.items()},
                        "optimizer_kind": type(optimizer), "layout": optimizer_layout(optimizer, modules),
                        "optimizer_state": optimizer.state_dict(), "threads": cpus}
