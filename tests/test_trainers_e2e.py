@@ -21,10 +21,10 @@ from tasks import Problem
 from tasks.countdown import Countdown
 from training.ei import ExpertIteration
 from training.grpo import GRPO
-from training.pg import forward, make_batch, unpad
 from training.ppo import PPO
 from training.rcrl import RCRL
 from training.rollouts import TokenMismatch, encode_trace, text_step_ends
+from training.token_batch import forward, make_batch, unpad
 
 from easy_countdown import easy_policy, easy_task, mean_reward
 from tiny_run import TINY_RUN

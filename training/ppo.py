@@ -22,9 +22,10 @@ import torch
 
 from search import SearchResult
 from training import core_algos
-from training.pg import PolicyGradientTrainer, ValueHead
+from training.pg import PolicyGradientTrainer
 from training.rewards import step_scores
 from training.rollouts import Rollout, assign_step_advantages, text_step_ends, tree_step_advantages
+from training.token_batch import ValueHead
 
 ADVANTAGES = ("gae", "tree", "auto")
 CRITICS = ("shared", "separate")
