@@ -84,7 +84,9 @@ BASELINES = ["grpo", "clip_higher", "entropy_bonus", "kl_cov", "clip_cov", "top_
 def test_every_baseline_row_runs_through_training_run_and_reports_as_its_own_cell(tmp_path):
     env = {**os.environ, "PLATEAU_CACHE": str(tmp_path / "cache")}
     overrides = ["+experiment=plateau_baselines", f"baseline={','.join(BASELINES)}", "seed=0", *TINY_RUN,
-                 "trainer.minibatch_size=4", "budget.tokens_per_problem=64", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+                 "trainer.minibatch_size=4", "budget.tokens_per_problem=64", "policy.pretrain.lines=400",
+                 "policy.pretrain_epochs=1", "eval.lab.samples=2", "eval.lab.max_new_tokens=24",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     proc = subprocess.run([sys.executable, "-m", "training.run", "-m", *overrides], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -61,7 +61,7 @@ def test_cells_share_the_base_row_and_instruments_run_only_when_due(tmp_path):
         run = tmp_path / trainer
         own = [o for o in base if trainer == "ei" or not o.startswith("trainer.sft.")]  # PPO has no SFT step
         done = subprocess.run([sys.executable, "-m", "training.run", "+experiment=plateau_lab", *own,
-                               f"trainer={trainer}", f"hydra.run.dir={run}"],
+                               f"lab_arm={trainer}", f"hydra.run.dir={run}"],
                               cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
@@ -98,8 +98,8 @@ def test_the_base_row_key_ignores_strategy_and_trainer_but_not_seed_or_base():
         def key(*overrides: str) -> str:
             return base_eval_key(compose("config", ["+experiment=plateau_lab", *overrides]), "Countdown")
 
-        first = key("trainer=ei", "equal_spend=sampling")
-        assert key("trainer=ppo", "equal_spend=mcts", "iterations=7") == first
+        first = key("lab_arm=ei", "equal_spend=sampling")
+        assert key("lab_arm=ppo", "equal_spend=mcts", "iterations=7") == first
         assert key("seed=1") != first
         assert key("policy.init=pretrained") != first
         assert key("eval.lab.samples=32") != first
