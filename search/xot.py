@@ -13,8 +13,10 @@ replaced from its first wrong state: the guide searches again from the state bef
 step with the wrong action banned, and the steps before it are kept. Finally the
 trajectories, rendered in the task's own step format, go into the prompt as hints and the
 LM writes `n` traces per problem, all problems in ONE batched `sample` call through
-`search.expand.expand` (so budgets and verifier labels work as for every strategy); the
-answer is their majority vote. With `hint_at: trace` the LM instead continues the best
+`search.expand.expand` (so budgets and verifier labels work as for every strategy; with
+`batch` set, one call per `batch` traces, and `n: null` keeps drawing until the budget is
+spent, as sampling does, so XoT stands at equal LM tokens in a study); the answer is their
+majority vote. With `hint_at: trace` the LM instead continues the best
 checked trajectory's steps (it writes only what follows them, typically the answer), for
 a policy that never learned to read hints before the question.
 
@@ -29,12 +31,13 @@ the LM's continuations below a guide chain, whose traces then begin with the gui
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from policies import Policy
-from search.budget import Budget
+from search.budget import Budget, require_budget
 from search.evaluators import Evaluator, SelfEvaluator
 from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
 from search.guide import Cost, GuideConfig, GuideSearch, load_or_train
@@ -66,23 +69,25 @@ def state_space_of(task: Task) -> Any:
 
 
 class XoT:
-    def __init__(self, m: int = 2, n: int = 8, simulations: int = 64, revisions: int = 1, check: str = "lm",
+    def __init__(self, m: int = 2, n: int | None = 8, simulations: int = 64, revisions: int = 1, check: str = "lm",
                  reject_below: float = 0.5, c_puct: float = 1.5, evaluator: Evaluator | None = None,
                  hint_template: str = "{question}\n{trajectory}\n", max_new_tokens: int = 160,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, guide: dict | None = None,
-                 progress: bool = False, hint_at: str = "prompt"):
+                 progress: bool = False, hint_at: str = "prompt", batch: int | None = None):
         if check not in CHECKS or hint_at not in HINT_AT:
             raise ValueError(f"search.check must be one of {CHECKS} and search.hint_at one of {HINT_AT}, "
                              f"got {check!r}, {hint_at!r}")
-        if min(m, n, simulations) < 1 or revisions < 0:
-            raise ValueError(f"search.m, search.n, search.simulations must be >= 1 and search.revisions >= 0, "
-                             f"got m={m}, n={n}, simulations={simulations}, revisions={revisions}")
+        if min(m, simulations, n or 1, batch or 1) < 1 or revisions < 0 or (n is None and batch is None):
+            raise ValueError(f"search.m, search.n, search.simulations, search.batch must be >= 1 (search.n=null "
+                             f"needs a search.batch) and search.revisions >= 0, got m={m}, n={n}, batch={batch}, "
+                             f"simulations={simulations}, revisions={revisions}")
         try:
             self.guide_config = GuideConfig(**dict(guide or {}))
         except TypeError as e:
             raise ValueError(f"search.guide: {e}") from None
         self.name = "xot_oracle" if check == "oracle" else "xot"
         self.m, self.n, self.simulations, self.revisions = m, n, simulations, revisions
+        self.batch = batch
         self.check, self.reject_below, self.c_puct = check, reject_below, c_puct
         # the LM check's judge (None: ToT's value prompt with its defaults, as search/evaluator=self_eval);
         # the oracle check needs none
@@ -92,6 +97,8 @@ class XoT:
 
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         started = time.perf_counter()
+        if self.n is None:
+            require_budget(budget, "n")
         space = state_space_of(task)
         cfg = self.guide_config
         net, record = load_or_train(space, task.problems("train", limit=cfg.problems, seed=cfg.seed), cfg,
@@ -109,11 +116,7 @@ class XoT:
             if not self.revise(states, guide, space, costs, policy, task, round_):
                 break
             revised_rounds = round_
-        if self.hint_at == "prompt":
-            requests = [Expansion(s, s.tree.root, self.n, prompt=self.hint_prompt(s, space)) for s in states]
-        else:
-            requests = [Expansion(s, self.continue_from(s, space), self.n) for s in states]
-        expand(requests, policy, task, self.sampler, seed=self.seed, iteration=revised_rounds + 1, step=False)
+        self.write(states, space, policy, task, revised_rounds + 1)
         answers = []
         for s, cost in zip(states, costs):
             answers.append(majority_vote([s.tree[c]["answer"] for c in s.tree.terminals()]))
@@ -125,6 +128,29 @@ class XoT:
                 guide_training={"folder": record["folder"], "cached": record["cached"], **{
                     k: v for k, v in record["training"].items() if k != "rounds"}})
         return finish(states, answers, started)
+
+    def wanted(self, drawn: int) -> int:
+        """LM traces to request this round for a problem that has `drawn` of them."""
+        if self.n is None:
+            return self.batch
+        return self.n - drawn if self.batch is None else min(self.batch, self.n - drawn)
+
+    def write(self, states: list[ProblemState], space: Any, policy: Policy, task: Task, iteration: int) -> None:
+        """The LM's traces: `n` per problem, `batch` at a time (all at once without one), or
+        with `n: null` batches until the problem's budget is spent, every problem of a round
+        in one `sample` call; under the hint prompt or after the best checked trajectory."""
+        anchors = [s.tree.root if self.hint_at == "prompt" else self.continue_from(s, space) for s in states]
+        prompts = [self.hint_prompt(s, space) if self.hint_at == "prompt" else None for s in states]
+        for round_ in itertools.count():
+            drawn = [sum(s.tree[c]["finish_reason"] != GUIDE for c in s.tree.children(a))
+                     for s, a in zip(states, anchors)]
+            wanted = [self.wanted(d) for d in drawn]
+            requests = [Expansion(s, a, w, prompt=p) for s, a, w, p in zip(states, anchors, wanted, prompts)
+                        if w > 0 and not s.done]
+            if not requests:
+                return
+            expand(requests, policy, task, self.sampler, seed=self.seed + round_, iteration=iteration + round_,
+                   step=False)
 
     # ---- the guide's part ---------------------------------------------------------------
 

@@ -230,9 +230,24 @@ def test_hint_at_trace_lets_the_lm_continue_the_checked_trajectory(guide_dir):
             assert t.reward == task.reward(r.problem, t.text)
 
 
+def test_n_null_keeps_writing_after_the_guide_until_the_budget_is_spent(guide_dir):
+    task, strategy, results, calls = run_small("+equal_spend=xot", "search.max_new_tokens=32", guide_dir=guide_dir)
+    assert strategy.n is None and len(calls) >= 3  # batches of 8 per problem, every problem in each call
+    for r in results:
+        lm = [t for t in r.traces() if r.tree[r.tree.parent(t.node_ids[-1])]["finish_reason"] == GUIDE]
+        assert len(lm) == len(r.traces()) > 8
+        assert 400 - 32 < r.tokens <= 400 and r.stop_reason == "budget"
+
+
+def test_n_null_needs_a_budget():
+    with pytest.raises(ValueError, match="budget"):
+        XoT(n=None, batch=4, check="oracle").search([], None, game24(), Budget())
+
+
 def run_small(*overrides, guide_dir):
-    cfg = composed(*overrides, "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20",
-                   "search.n=2", "search.max_new_tokens=48",
+    n = [] if any(o.startswith(("search.n=", "+equal_spend=")) for o in overrides) else ["search.n=2"]
+    mnt = [] if any(o.startswith("search.max_new_tokens=") for o in overrides) else ["search.max_new_tokens=48"]
+    cfg = composed(*overrides, "task=game24", "task.path=null", "task.train_size=60", "task.test_size=20", *n, *mnt,
                    *[f"search.guide.{k}={v}" for k, v in TINY_GUIDE.items()], f"search.guide.cache_dir={guide_dir}")
     task, strategy = build_task(cfg.task), instantiate(cfg.search)
     model, tokenizer = build_tiny_model("1m", seed=0)
