@@ -30,7 +30,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from composing import CONF
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_BASE = ["policy.sft_problems=8", "policy.sft.epochs=1"]  # only for the tiny policy
+TINY_BASE = ["policy.sft_problems=8", "policy.sft.epochs=1", "policy.pretrain.lines=400",
+             "policy.pretrain_epochs=1"]  # only for the tiny policy
+TINY_LAB = ["eval.lab.samples=2", "eval.lab.max_new_tokens=24"]  # only where eval.lab is set (the laboratory)
 TINY_TRAIN = ["iterations=1", "train_problems=2", "eval.problems=2", "eval.k=2", "eval.max_new_tokens=24",
               "save_trees=1", "budget.tokens_per_problem=64"]
 TINY_SEARCH = ["task.limit=2", "eval.k=2", "eval.max_new_tokens=24", "save_trees=1", "budget.tokens_per_problem=64"]
@@ -66,6 +68,8 @@ class Session:
         tiny = list(ENTRY_POINTS[module])
         if all(not a.startswith("policy=") or a == "policy=tiny" for a in args):
             tiny += TINY_BASE
+        if composed(args).eval.get("lab"):
+            tiny += TINY_LAB
         if multirun(args):
             folder = self.tmp / "multirun" / f"cmd{i}"
             self.sweeps.append(folder)
@@ -99,11 +103,16 @@ def sweep_of(arg: str) -> list[str] | None:
     return list(override.sweep_string_iterator()) if override.is_sweep_override() else None
 
 
-def full_grid(args: list[str]) -> dict[str, list[str]]:
-    """Every swept key and its values: the config's `hydra.sweeper.params`, then the command line's."""
+def composed(args: list[str]):
+    """The config a command's fixed (not swept) overrides compose, Hydra's part included."""
     fixed = [a for a in args if not a.startswith("-") and sweep_of(a) is None]
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+        return compose("config", overrides=fixed, return_hydra_config=True)
+
+
+def full_grid(args: list[str]) -> dict[str, list[str]]:
+    """Every swept key and its values: the config's `hydra.sweeper.params`, then the command line's."""
+    cfg = composed(args)
     grid = {k: str(v).split(",") for k, v in (cfg.hydra.sweeper.params or {}).items()}
     grid.update({a.split("=", 1)[0]: sweep_of(a) for a in args if not a.startswith("-") and sweep_of(a)})
     return grid

@@ -5,7 +5,7 @@ A trainer hands its runner a *step*, the modules it trains and their optimizer. 
 with `optimizer`, and with `shard=(rank, world)` it is one of `world` data-parallel
 processes, each holding its own copy of the modules wrapped in DistributedDataParallel,
 computing only its share of every batch (`training.sft.batch_loss`, the policy-gradient
-`PolicyGradientTrainer.train_minibatches`) so that DDP's gradient average is the step one
+`MinibatchUpdate.train_minibatches`, training/pg_update.py) so that DDP's gradient average is the step one
 process takes on the whole batch.
 
 `InProcess` (the default of every trainer) calls the step here with `shard=(0, 1)`;
