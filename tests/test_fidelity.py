@@ -154,3 +154,17 @@ def test_the_table_prints_each_row_and_the_rules(reproducing: Path) -> None:
     rules = rules_text()
     assert rules.startswith("Rules (every cell a rule reads needs >= 2 complete seeds")
     assert all(f"\n{n}. " in rules for n in range(1, 7))
+
+
+def test_rl_never_ahead_of_the_base_is_no_crossover_finding(tmp_path: Path) -> None:
+    """A trained curve below the base's at every k crosses at k = 1: that is not Yue et al.'s
+    picture (RL ahead at small k, the base at large k), whatever pass@K does."""
+    s = Sweep(tmp_path / "behind")
+    labs = [lab([8] * 8, [0] * 4), lab([4] * 8, [0] * 4)]
+    for seed in range(3):
+        for trainer in ("ei", "ppo"):
+            s.add("sampling", trainer, seed, [0.2, 0.1 + 0.01 * seed], labs=labs)
+    f = findings(s.path)[3]
+    assert f.verdict == NOT_REPRODUCED
+    assert f.why == "ei: RL is never ahead of the base, at any k; ppo: RL is never ahead of the base, at any k"
+    assert "crossover_k 1" in f.measured
