@@ -339,3 +339,19 @@ def test_two_sweeps_pool_into_one_report_with_the_fidelity_table_and_figures(
 def test_the_usage_line_says_sweeps_are_pooled(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "several are pooled into one report, written into the first" in capsys.readouterr().err
+
+
+def test_exploration_baselines_are_judged_against_sampling_with_their_base_trainer(tmp_path: Path) -> None:
+    """plateau_baselines' rows (grpo+kl_cov on sampling, grpo+treerl on entropy_tree) stand in
+    the strategy table against sampling × grpo; sampling × grpo itself is the reference."""
+    s = Sweep(tmp_path / "baselines")
+    base, solved, none = lab([8] * 4, [0] * 4), lab([8] * 4, [32] * 4), lab([8] * 4, [0] * 4)
+    for seed in range(3):
+        s.add("sampling", "grpo", seed, [0.2, 0.3], labs=[base, none])
+        s.add("sampling", "grpo+kl_cov", seed, [0.2, 0.3], labs=[base, none])
+        s.add("entropy_tree", "grpo+treerl", seed, [0.2, 0.3 + 0.01 * seed], labs=[base, solved if seed else none])
+    rows = {(r.strategy, r.trainer): r for r in answer(complete_cells(collect_runs(s.path)), {})}
+    assert list(rows) == [("entropy_tree", "grpo+treerl"), ("sampling", "grpo+kl_cov")]
+    assert rows["sampling", "grpo+kl_cov"].verdict == "no"
+    assert rows["entropy_tree", "grpo+treerl"].verdict == "inconclusive"  # 2 of 3 seeds solve: too wide
+    assert rows["entropy_tree", "grpo+treerl"].metrics["beyond_support/pass@64"].startswith("0.667 (+0.667 ± ")

@@ -14,6 +14,10 @@ verdict reads the Δ of `beyond_support/pass@K` (K the largest k evaluated), wit
 
 A cell whose final cumulative tokens differ from sampling's by more than 10% is marked:
 the comparison is then not at equal compute.
+
+The exploration baselines (`+experiment=plateau_baselines`: trainer labels `grpo+kl_cov`,
+`grpo+treerl`, ...) are rows too, each against sampling with its base trainer (`grpo`):
+what search must beat is there in the same table.
 """
 
 from __future__ import annotations
@@ -93,20 +97,31 @@ def judge(d: Interval | None, flags: list[str], baseline: list[Run] | None, trai
     return "inconclusive", f"Δ {key} {d.text(True)}: neither above 0 nor below 0.05"
 
 
+def baseline_label(cells: Cells, strategy: str, trainer: str) -> str | None:
+    """The sampling trainer label a cell is judged against: its own trainer's, or for an
+    exploration baseline (`grpo+kl_cov`) its base trainer's; None for the reference cells."""
+    base = trainer.split("+", 1)[0]
+    if strategy == SAMPLING:
+        return None if trainer == base else base
+    return trainer if (SAMPLING, trainer) in cells else base
+
+
 def answer(cells: Cells, flags: dict[tuple[str, str], list[str]]) -> list[StrategyRow]:
-    """One row per non-sampling cell of the main grid, against sampling with its trainer."""
+    """One row per cell of the main grid but the sampling references, against sampling with
+    its (base) trainer."""
     rows = []
     for (strategy, trainer), runs in cells.items():
-        if strategy == SAMPLING or not main_grid(runs):
+        reference = baseline_label(cells, strategy, trainer)
+        if reference is None or not main_grid(runs):
             continue
-        baseline = cells.get((SAMPLING, trainer))
+        baseline = cells.get((SAMPLING, reference))
         ks = pass_ks([row for r in runs + (baseline or []) for row in r.evals])
         metrics, intervals = {}, {}
         for name in METRICS:
             key = name.replace("@K", f"@{ks[-1]}") if ks else name
             metrics[key], intervals[name] = delta(runs, baseline, key)
         key = VERDICT_METRIC.replace("@K", f"@{ks[-1]}") if ks else VERDICT_METRIC
-        verdict, why = judge(intervals[VERDICT_METRIC], flags.get((strategy, trainer), []), baseline, trainer, key)
+        verdict, why = judge(intervals[VERDICT_METRIC], flags.get((strategy, trainer), []), baseline, reference, key)
         rows.append(StrategyRow(strategy, trainer, len(runs), tokens_text(runs, baseline), metrics, verdict, why))
     return rows
 
