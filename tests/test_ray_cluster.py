@@ -16,6 +16,7 @@ from training.cluster import build_searcher
 from training.config_check import check_training_config
 
 ray = pytest.importorskip("ray", reason='pip install -e ".[ray]"')
+from local_ray import local_ray as start_local_ray  # noqa: E402  (needs ray)
 
 from training.cluster.rollouts import shard_bounds, shard_seed  # noqa: E402  (needs ray)
 
@@ -45,10 +46,8 @@ def traces(run_dir, iteration):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with start_local_ray(2) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from training.ppo import PPO
 from training.step_runner import InProcess
 
 ray = pytest.importorskip("ray", reason='pip install -e ".[ray]"')
+from local_ray import local_ray as start_local_ray  # noqa: E402  (needs ray)
 
 CLUSTER = OmegaConf.create({"kind": "ray", "address": None, "rollout_workers": 1, "train_workers": 2,
                             "cpus_per_worker": 1, "gpus_per_worker": 0, "max_restarts": 0, "object_store_mb": 100})
@@ -52,12 +53,10 @@ SCORER = TextScorer()
 
 @pytest.fixture(scope="module")
 def local_ray():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     # 3 logical CPUs, as a run's own local Ray declares for 1 rollout worker and 2 train workers:
     # the rollout actor keeps its CPU while the train workers run (it is idle then)
-    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with start_local_ray(3) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
