@@ -35,8 +35,10 @@ from hydra import compose, initialize_config_dir
 from benchmarks.timing import timed
 import training.loop as loop
 from search.run_folder import RunFolder
+from training.schema import store_schema
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+store_schema()  # conf/config.yaml names the schema (training/schema.py): registered before composing
 PHASES = ["search", "health", "train", "eval", "checkpoint", "writes", "plots"]
 
 

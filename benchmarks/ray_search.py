@@ -23,7 +23,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from training.schema import store_schema
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
+store_schema()  # conf/config.yaml names the schema (training/schema.py): registered before composing
 
 
 def timed(search, problems) -> tuple[float, int]:

@@ -23,8 +23,10 @@ from omegaconf import OmegaConf
 
 from search.budget import Budget
 from tasks.config import build_task, use_tokenizer
+from training.schema import store_schema
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+store_schema()  # conf/config.yaml names the schema (training/schema.py): registered before composing
 STRATEGIES = ["sampling", "tot", "tot_dfs", "mcts", "evolution", "best_first"]
 # Each strategy runs at the sizes of conf/equal_spend/<strategy>.yaml (the plateau sweep's),
 # large enough that the token budget, not the strategy's own size, ends the search:

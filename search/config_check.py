@@ -1,28 +1,40 @@
-"""Declared types and ranges of the numeric knobs, checked right after Hydra composes a
+"""Declared types and ranges of the config's knobs, checked right after Hydra composes a
 config and before any model (or torch) is imported.
 
-Hydra composes YAML without a schema, so `search.temperature=-1` or `trainer.lr=abc`
-would otherwise reach the model minutes later and fail deep inside torch. Each entry
-point checks the composed config against tables of `Knob`s keyed by dotted path
+A bad value would otherwise reach the model minutes later and fail deep inside torch. Each
+entry point checks the composed config against tables of `Knob`s keyed by dotted path
 (`search.temperature`, `budget.tokens_per_problem`) and exits with code 2 and one line
 per bad key naming the key, the value and the allowed range.
 
-A rule applies to whatever option of its group is selected, so a strategy written
-outside the package that uses the same key names (`temperature`, `k`, `max_depth`, ...)
-is checked too; keys no table declares are left alone. This module holds the keys
-`search.run` reads (run settings and the search group); `training.config_check` adds the
-training loop's keys and the trainer group (search/ never imports training/).
+Two sources fill the tables. The parts of the config with no `_target_` (the root's keys,
+`budget`, `eval`, `health`, `cluster`) have a schema of dataclasses (`search.schema`,
+`training.schema`) that Hydra composes into, so their types are enforced at composition;
+their tables are derived from those fields (`knobs`: type, nullability and the range in
+each field's metadata), so a range is written once. The groups built from a `_target_`
+(search strategies, evaluators, trainers, tasks, policies, the ORM) keep hand-written
+tables keyed by path: a dataclass per target would copy each constructor's signature, and
+one rule per key name holds for whatever option of the group is selected, so a strategy
+written outside the package that uses the same key names (`temperature`, `k`,
+`max_depth`, ...) is checked too; keys no table declares are left alone. This module
+holds the keys `search.run` reads (run settings and the search group);
+`training.config_check` adds the training loop's keys and the trainer, ORM and cluster
+groups (search/ never imports training/).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from search import schema
 
 ABSENT = object()
 
@@ -77,25 +89,37 @@ def fraction() -> Knob:
     return Knob(float, ge=0, le=1)
 
 
-SEED = Knob(int, ge=0, lt=2**32)  # NumPy's seed range
+def knobs(config: type, prefix: str = "") -> dict[str, Knob]:
+    """The `Knob` of every field of the dataclass `config` and of the dataclasses it nests,
+    keyed by dotted path: the field's type (`Optional` allows null) and the range in its
+    metadata (`search.schema.required`). `Any` fields (open groups) get none."""
+    table = {}
+    hints = typing.get_type_hints(config)
+    for f in dataclasses.fields(config):
+        kind, null = _unwrap_optional(hints[f.name])
+        if dataclasses.is_dataclass(kind):
+            table.update(knobs(kind, f"{prefix}{f.name}."))
+        elif kind in (int, float, bool, str):
+            table[prefix + f.name] = Knob(kind, null=null, **f.metadata)
+    return table
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """`Optional[X]` (or `X | None`) as (X, True); any other hint as (hint, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return hint, False
+
+
+SEED = Knob(int, **schema.SEED)
 NON_NEGATIVE = Knob(float, ge=0)
 POSITIVE = Knob(float, gt=0)
 
-# Run settings shared by training.run and search.run.
-RUN: dict[str, Knob] = {
-    "seed": SEED,
-    "threads": count(null=True),
-    "budget.tokens_per_problem": count(null=True),
-    "budget.calls_per_problem": count(null=True),
-    "eval.problems": count(),
-    "eval.k": count(),
-    "eval.temperature": NON_NEGATIVE,
-    "eval.max_new_tokens": count(),
-    "save_trees": count(0),
-    "progress": Knob(bool),
-    "resume": Knob(bool),
-    "task.limit": count(null=True),
-}
+# Run settings shared by training.run and search.run: search.schema.RunConfig, and the key
+# every task accepts (conf/task_contract.yaml; the task group is built from a `_target_`).
+RUN: dict[str, Knob] = {**knobs(schema.RunConfig), "task.limit": count(null=True)}
 
 # The search group: one meaning per key name across strategies (conf/search/*.yaml).
 SEARCH: dict[str, Knob] = {f"search.{key}": knob for key, knob in {

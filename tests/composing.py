@@ -1,12 +1,16 @@
 """The project's Hydra config, composed in-process as the entry points compose it: the one
-`CONF` path and the one `composed(...)` every config test uses."""
+`CONF` path and the one `composed(...)` every config test uses. Importing it registers the
+config schema (training/schema.py) that `conf/config.yaml` names, as the entry points do."""
 
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from training.schema import store_schema
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
+store_schema()
 
 
 def composed(*overrides: str, hydra: bool = False) -> DictConfig:

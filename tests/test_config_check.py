@@ -113,6 +113,31 @@ def test_training_run_rejects_the_value_in_one_line_with_exit_code_2(tmp_path, o
                                         "torch imported: False"]
 
 
+COMPOSITION = [  # the schema (training/schema.py) rejects these while Hydra composes
+    (("iterations=abc",), "config error: iterations='abc' is not allowed; expected an integer >= 0"),
+    (("+experiment=plateau_lab", "eval.lab.samples=x"),
+     "config error: eval.lab.samples='x' is not allowed; expected an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "line"), COMPOSITION, ids=[" ".join(c[0]) for c in COMPOSITION])
+def test_a_wrong_type_exits_with_code_2_and_one_line_at_composition(tmp_path, overrides, line):
+    done, seconds = run_entry("training.run", *overrides, cwd=tmp_path)
+    print(f"{' '.join(overrides)}: exit {done.returncode} after {seconds:.2f} s")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [line, "torch imported: False"]
+
+
+def test_a_typo_in_an_experiment_yaml_exits_with_code_2_naming_key_and_file(tmp_path):
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "typo.yaml").write_text("# @package _global_\ntrain_problem: 8\n")
+    done, _ = run_entry("search.run", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "+experiment=typo",
+                        cwd=tmp_path / "run")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["config error: train_problem is not a known key (in experiment/typo); "
+                                        "did you mean train_problems?", "torch imported: False"]
+
+
 def test_search_run_rejects_the_value_before_loading_torch(tmp_path):
     done, _ = run_entry("search.run", "search=tot", "search.k=0", cwd=tmp_path)
     assert done.returncode == 2

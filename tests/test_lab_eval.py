@@ -90,20 +90,18 @@ def test_lab_instruments_are_due_at_the_ends_and_every_nth_iteration():
 
 
 def test_the_base_row_key_ignores_strategy_and_trainer_but_not_seed_or_base():
-    from hydra import compose, initialize_config_dir
-
+    from composing import composed
     from training.eval_cache import base_eval_key
 
-    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
-        def key(*overrides: str) -> str:
-            return base_eval_key(compose("config", ["+experiment=plateau_lab", *overrides]), "Countdown")
+    def key(*overrides: str) -> str:
+        return base_eval_key(composed("+experiment=plateau_lab", *overrides), "Countdown")
 
-        first = key("lab_arm=ei", "equal_spend=sampling")
-        assert key("lab_arm=ppo", "equal_spend=mcts", "iterations=7") == first
-        assert key("seed=1") != first
-        assert key("policy.init=pretrained") != first
-        assert key("eval.lab.samples=32") != first
-        assert base_eval_key(compose("config", ["+experiment=plateau_lab"]), "ConditionedTask") != first
+    first = key("lab_arm=ei", "equal_spend=sampling")
+    assert key("lab_arm=ppo", "equal_spend=mcts", "iterations=7") == first
+    assert key("seed=1") != first
+    assert key("policy.init=pretrained") != first
+    assert key("eval.lab.samples=32") != first
+    assert base_eval_key(composed("+experiment=plateau_lab"), "ConditionedTask") != first
 
 
 def test_the_base_is_fine_tuned_only_inside_the_support():

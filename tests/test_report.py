@@ -187,6 +187,10 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from training.schema import store_schema
+
+store_schema()  # conf/config.yaml names the schema, as training.run registers it
+
 
 @hydra.main(config_path={conf!r}, config_name="config", version_base="1.3")
 def main(cfg):

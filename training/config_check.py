@@ -1,8 +1,11 @@
-"""The training loop's own knobs and the trainer (and ORM) groups, declared like
-`search.config_check`'s tables and checked by `training.run` before anything heavy loads.
+"""The training loop's own knobs, the trainer and ORM groups and the cluster options,
+declared like `search.config_check`'s tables and checked by `training.run` before anything
+heavy loads.
 
-Rules are keyed by dotted path, so they hold for every trainer that uses the key (EI and
-RCRL share `sft.*`, PPO and GRPO share the policy-gradient keys) and for trainers written
+The loop's keys and the cluster's come from their schema (`training.schema`). The trainer
+and ORM groups are built from a `_target_`, so their rules are keyed by dotted path (see
+`search.config_check` for why): they hold for every trainer that uses the key (EI and RCRL
+share `sft.*`, PPO and GRPO share the policy-gradient keys) and for trainers written
 outside the package; keys no table declares are left alone.
 """
 
@@ -10,21 +13,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from search.config_check import NON_NEGATIVE, POSITIVE, RUN, SEARCH, SEED, Knob, check_or_exit, count, fraction
+from search.config_check import (NON_NEGATIVE, POSITIVE, RUN, SEARCH, SEED, Knob, check_or_exit, count, fraction,
+                                  knobs)
+from training.schema import PlateauConfig, RayCluster
 
-LOOP: dict[str, Knob] = {
-    "iterations": count(0),
-    "train_problems": count(),
-    "eval.rerank": Knob(str, null=True),  # training.orm names the choices
-    "eval.cache_base": Knob(bool),
-    "eval.lab.samples": count(),
-    "eval.lab.max_new_tokens": count(),
-    "eval.lab.entropy_samples": count(0),
-    "eval.lab.every": count(null=True),
-    "health.nodes": count(0),
-    "health.rollouts": count(),
-    "health.max_new_tokens": count(),
-}
+# The root keys and eval.lab that training.run reads beyond search.run's RUN.
+LOOP: dict[str, Knob] = {path: knob for path, knob in knobs(PlateauConfig).items() if path not in RUN}
 
 _SFT = {  # training.sft.SFTConfig, training.orm.ORMConfig
     "epochs": count(),
@@ -67,14 +61,7 @@ ORM: dict[str, Knob] = {f"orm.{key}": knob for key, knob in {
     "train.threshold": Knob(float),
 }.items()}
 
-CLUSTER: dict[str, Knob] = {  # conf/cluster/ray.yaml (training.cluster)
-    "cluster.rollout_workers": count(),
-    "cluster.train_workers": count(),
-    "cluster.cpus_per_worker": count(),
-    "cluster.gpus_per_worker": NON_NEGATIVE,
-    "cluster.max_restarts": count(0),
-    "cluster.object_store_mb": count(75),  # Ray's smallest object store
-}
+CLUSTER: dict[str, Knob] = knobs(RayCluster, "cluster.")  # conf/cluster/ray.yaml (training.cluster)
 
 TABLES = (RUN, LOOP, SEARCH, TRAINER, ORM, CLUSTER)
 

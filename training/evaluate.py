@@ -27,11 +27,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from search.budget import Budget
 from search.config_check import RUN, SEARCH, check_or_exit
+from search.config_errors import composition_errors
 from search.console import quiet_in_parallel, say
 from search.metrics import accuracy, greedy_results, summarize
 from search.run_folder import RunFolder, strict_json, write_atomic
 from search.threads import use_threads
 from tasks.config import build_task, use_tokenizer
+from training.config_check import TABLES
+from training.schema import store_schema
+
+store_schema()  # conf/config.yaml's schema, before Hydra composes
 
 
 def evaluate_search(cfg: DictConfig, out_dir: str | Path = ".") -> dict[str, Any]:
@@ -75,4 +80,5 @@ def main(cfg: DictConfig) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    with composition_errors(*TABLES):  # the names of the whole config's knobs in its messages
+        main()

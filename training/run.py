@@ -1,8 +1,9 @@
 """Hydra entry point: `python -m training.run task=countdown policy=tiny search=sampling trainer=ei`.
 
 Nothing heavy is imported at module level: the composed config is checked first (a bad
-knob exits with code 2 in about a second), then the thread count is fixed, and only then
-do torch, transformers and the loop load.
+knob exits with code 2 in about a second, a wrong type or unknown key already at
+composition, against the schema `store_schema()` registers), then the thread count is
+fixed, and only then do torch, transformers and the loop load.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from search.config_errors import composition_errors
 from search.console import job_label
 from search.result import require_seed
 from search.threads import use_threads
-from training.config_check import check_training_config
+from training.config_check import TABLES, check_training_config
+from training.schema import store_schema
+
+store_schema()  # conf/config.yaml's schema, before Hydra composes
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -44,4 +49,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with composition_errors(*TABLES):
+        main()
