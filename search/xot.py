@@ -13,10 +13,10 @@ replaced from its first wrong state: the guide searches again from the state bef
 step with the wrong action banned, and the steps before it are kept. Finally the
 trajectories, rendered in the task's own step format, go into the prompt as hints and the
 LM writes `n` traces per problem, all problems in ONE batched `sample` call through
-`search.expand.expand` (so budgets and verifier labels work as for every strategy; with
-`batch` set, one call per `batch` traces, and `n: null` keeps drawing until the budget is
-spent, as sampling does, so XoT stands at equal LM tokens in a study); the answer is their
-majority vote. With `hint_at: trace` the LM instead continues the best
+`search.expand.expand` (so budgets and verifier labels work as for every strategy; `batch`
+traces per problem per call, and `n: null` keeps drawing until the budget is spent, as
+sampling does, so XoT stands at equal LM tokens in a study); the answer is their majority
+vote. With `hint_at: trace` the LM instead continues the best
 checked trajectory's steps (it writes only what follows them, typically the answer), for
 a policy that never learned to read hints before the question.
 
@@ -73,14 +73,13 @@ class XoT:
                  reject_below: float = 0.5, c_puct: float = 1.5, evaluator: Evaluator | None = None,
                  hint_template: str = "{question}\n{trajectory}\n", max_new_tokens: int = 160,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, guide: dict | None = None,
-                 progress: bool = False, hint_at: str = "prompt", batch: int | None = None):
+                 progress: bool = False, hint_at: str = "prompt", batch: int = 8):
         if check not in CHECKS or hint_at not in HINT_AT:
             raise ValueError(f"search.check must be one of {CHECKS} and search.hint_at one of {HINT_AT}, "
                              f"got {check!r}, {hint_at!r}")
-        if min(m, simulations, n or 1, batch or 1) < 1 or revisions < 0 or (n is None and batch is None):
-            raise ValueError(f"search.m, search.n, search.simulations, search.batch must be >= 1 (search.n=null "
-                             f"needs a search.batch) and search.revisions >= 0, got m={m}, n={n}, batch={batch}, "
-                             f"simulations={simulations}, revisions={revisions}")
+        if min(m, simulations, n or 1, batch) < 1 or revisions < 0:
+            raise ValueError(f"search.m, search.n, search.simulations, search.batch must be >= 1 and search.revisions "
+                             f">= 0, got m={m}, n={n}, batch={batch}, simulations={simulations}, revisions={revisions}")
         try:
             self.guide_config = GuideConfig(**dict(guide or {}))
         except TypeError as e:
@@ -131,14 +130,12 @@ class XoT:
 
     def wanted(self, drawn: int) -> int:
         """LM traces to request this round for a problem that has `drawn` of them."""
-        if self.n is None:
-            return self.batch
-        return self.n - drawn if self.batch is None else min(self.batch, self.n - drawn)
+        return self.batch if self.n is None else min(self.batch, self.n - drawn)
 
     def write(self, states: list[ProblemState], space: Any, policy: Policy, task: Task, iteration: int) -> None:
-        """The LM's traces: `n` per problem, `batch` at a time (all at once without one), or
-        with `n: null` batches until the problem's budget is spent, every problem of a round
-        in one `sample` call; under the hint prompt or after the best checked trajectory."""
+        """The LM's traces: `n` per problem, `batch` at a time, or with `n: null` batches until
+        the problem's budget is spent, every problem of a round in one `sample` call; under the
+        hint prompt or after the best checked trajectory."""
         anchors = [s.tree.root if self.hint_at == "prompt" else self.continue_from(s, space) for s in states]
         prompts = [self.hint_prompt(s, space) if self.hint_at == "prompt" else None for s in states]
         for round_ in itertools.count():
