@@ -1,5 +1,7 @@
 """The sweep report: t intervals on known numbers, one row per cell, crashed runs listed,
-and the sweep configs it summarises."""
+and the sweep configs it summarises. (Over 300 lines because the report is one command whose
+sections — table, health, strategy verdicts, pooled sweeps, figures — are checked on the same
+synthetic sweeps; the fidelity rules have their own file, test_fidelity.py.)"""
 
 from __future__ import annotations
 
