@@ -118,7 +118,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--problems", type=int, default=30)
     p.add_argument("--policy-path", help="a Hugging Face model folder to use instead of the tiny base")
-    p.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides, e.g. search.evaluator=rollout")
+    p.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides, e.g. search/evaluator=rollout")
     p.add_argument("--out", type=Path, default=Path("search_budget"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,9 @@ class StepwiseSearch:
                  progress: bool = False):
         if answer_by not in ANSWER_BY:
             raise ValueError(f"search.answer_by must be one of {ANSWER_BY}, got {answer_by!r}")
+        if isinstance(evaluator, str):  # search.evaluator=terminal instead of the group choice
+            raise ValueError(f"search.evaluator={evaluator!r}: choose an evaluator through its config group, "
+                             f"search/evaluator={evaluator}")
         self.evaluator = evaluator if evaluator is not None else TerminalEvaluator()  # None: the verifier's
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=max_depth)
         self.answer_by, self.seed, self.progress = answer_by, seed, progress

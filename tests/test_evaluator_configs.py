@@ -26,3 +26,14 @@ def test_no_evaluator_is_the_terminal_one_and_an_unknown_name_fails_at_compositi
     assert isinstance(TreeOfThoughts(evaluator=None).evaluator, TerminalEvaluator)
     with pytest.raises(ConfigCompositionException, match="nope"):
         composed("search=tot", "search/evaluator=nope")
+
+
+def test_an_evaluator_named_as_a_string_is_one_clear_error():
+    """`search.evaluator=terminal` replaces the group's node with a string; the strategy says
+    how to choose it instead of failing at the first score with an AttributeError."""
+    import pytest
+    from hydra.utils import instantiate
+
+    with pytest.raises(Exception, match=r"search.evaluator='terminal': choose an evaluator through its config group, "
+                                        r"search/evaluator=terminal"):
+        instantiate(composed("search=tot", "search.evaluator=terminal").search, seed=0)

@@ -259,7 +259,7 @@ TREE_RUN = [*TINY_RUN, "search.max_depth=3", "trainer.minibatch_size=4"]
 @pytest.mark.parametrize("overrides", [
     ["trainer=ppo", "trainer.advantage=tree", "search=mcts", "search.n_simulations=3", "search.k=2", "search.evaluator.n=1",
      "search.evaluator.max_new_tokens=16"],
-    ["trainer=grpo", "search=tot", "search.k=2", "search.beam=1", "search.evaluator=terminal",
+    ["trainer=grpo", "search=tot", "search.k=2", "search.beam=1", "search/evaluator=terminal",
      "trainer.group=siblings"],
 ], ids=["ppo-mcts", "grpo-tot"])
 def test_hydra_runs_a_trainer_on_a_tree_search(tmp_path, overrides):
