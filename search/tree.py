@@ -21,8 +21,9 @@ ToT); `score` is the node evaluator's own judgement when the node was scored (wh
 sampled tokens of the step and their log-probabilities when sampled (so trainers never
 re-tokenise text); `tokens` is the number of tokens generated to create the node's step; `iteration` is the search round that created it.
 `off_context` is true when the step's tokens were sampled under a context other than its
-tree prefix (an evolution rewrite prompt, a crossover splice from another trace): its
-`logprobs` are not log pi(token | prompt + prefix), so trainers keep it as context only.
+tree prefix (an evolution rewrite prompt, a crossover splice from another trace) or not
+sampled by the policy at all (an XoT guide's step: text only, no ids): its `logprobs` are not
+log pi(token | prompt + prefix), so trainers keep it as context only.
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ checked trajectory's steps (it writes only what follows them, typically the answ
 a policy that never learned to read hints before the question.
 
 In the tree, the guide's steps hang under the root as chains of nodes marked
-`finish_reason: "guide"` (0 tokens; `prior` and `visits` are the guide's, `value` the
-check's verdict, `iteration` the revision round); they are never terminal, so trainers
-and metrics see only the LM's traces: the root's other children, or (`hint_at: trace`)
-the LM's continuations below a guide chain, whose traces then begin with the guide's steps. The tree meta
+`finish_reason: "guide"` and `off_context` (0 tokens; `prior` and `visits` are the guide's,
+`value` the check's verdict, `iteration` the revision round); they are never terminal, so
+trainers and metrics see only the LM's traces: the root's other children, or (`hint_at:
+trace`) the LM's continuations below a guide chain, whose traces then begin with the
+guide's steps (PPO/GRPO read those as context, loss-masked, as `training.rollouts` says). The tree meta
 `guide` holds the hints and the guide's cost (simulations, network states and FLOPs), and
 `guide_training` what training it once cost.
 """
@@ -176,7 +177,8 @@ class XoT:
         hint.nodes = []
         for text in steps:
             same = [c for c in tree.children(node) if tree[c]["finish_reason"] == GUIDE and tree[c]["text"] == text]
-            node = same[0] if same else tree.add_child(node, text, finish_reason=GUIDE, iteration=round_)
+            node = same[0] if same else tree.add_child(node, text, finish_reason=GUIDE, iteration=round_,
+                                                         off_context=True)  # written by the guide, not sampled
             hint.nodes.append(node)
 
     def revise(self, states: list[ProblemState], guide: GuideSearch, space: Any, costs: list[Cost],

@@ -16,6 +16,8 @@ from search.guide import Cost, GuideConfig, GuideSearch, load_or_train
 from search.xot import GUIDE, Hint, XoT
 from tasks import Arith, Countdown, Game24
 from tasks.config import build_task
+from training.ppo import PPO
+from training.rollouts import build_rollouts, mask_off_context
 
 from composing import composed
 
@@ -228,6 +230,28 @@ def test_hint_at_trace_lets_the_lm_continue_the_checked_trajectory(guide_dir):
         for t in traces:  # the guide's steps, then the LM's; the verifier judged the whole trace
             assert t.steps[:-1] == [tree[n]["text"] for n in tree.path(parent)[1:]]
             assert t.reward == task.reward(r.problem, t.text)
+
+
+def test_ppo_trains_the_lms_steps_after_the_guide_and_reads_the_guides_as_context(guide_dir):
+    task, _, results, _ = run_small("search=xot_oracle", "search.hint_at=trace", guide_dir=guide_dir)
+    policy = HFPolicy(*build_tiny_model("1m", seed=0))
+    rollouts, dropped = build_rollouts(policy, results)  # every trace was dropped before: guide steps have no ids
+    assert sum(dropped.values()) == 0 and len(rollouts) == sum(len(r.traces()) for r in results)
+    masked = mask_off_context(rollouts)
+    for r in rollouts:
+        k = sum(r.result.tree[n]["finish_reason"] == GUIDE for n in r.trace.node_ids)
+        cut = r.step_ends[k - 1]
+        context = policy.encode_prompt(r.trace.prompt + "".join(r.trace.steps[:k]))
+        assert 0 < k < len(r.trace.steps) and r.prompt_ids + r.response_ids[:cut] == context
+        assert set(r.loss_mask[:cut]) == {0.0} and set(r.loss_mask[cut:]) == {1.0}
+    trainer = PPO(lr=1e-4, minibatch_size=8)
+    trainer.setup(policy, task)
+    stats = trainer.step(1, results)
+    assert stats["traces_dropped"] == 0 and stats["off_context_tokens"] == masked > 0
+    assert stats["pg_tokens"] == sum(len(r.response_ids) for r in rollouts) - masked > 0
+    guide_node = rollouts[0].trace.node_ids[0]
+    results[0].tree[guide_node]["off_context"] = False  # text without ids that claims to be sampled: not trainable
+    assert build_rollouts(policy, results[:1])[1]["retokenise"] == len(results[0].traces())
 
 
 def test_n_null_keeps_writing_after_the_guide_until_the_budget_is_spent(guide_dir):

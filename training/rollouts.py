@@ -7,8 +7,9 @@ scored exactly are left out and counted by reason (`DROP_REASONS`), so a trainer
 what it lost instead of dropping it silently.
 
 Steps whose tokens were not sampled under their tree prefix (`off_context` nodes: an
-evolution rewrite prompt, a crossover splice) stay in the rollout as context but get loss
-mask 0: the sampler's probability of those tokens given the prefix is unknown, so no
+evolution rewrite prompt, a crossover splice; or not sampled at all: an XoT guide's step,
+which has text but no ids and is encoded from its text) stay in the rollout as context but
+get loss mask 0: the sampler's probability of those tokens given the prefix is unknown, so no
 importance ratio exists for them, and training them as if sampled there would push the
 policy toward text it was never asked to produce. They are counted as `off_context_tokens`.
 
@@ -76,6 +77,9 @@ def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) ->
     response, logps, ends = [], [], []
     last = len(trace.steps) - 1
     for i, (ids, lps) in enumerate(zip(trace.step_token_ids, trace.step_logprobs)):
+        if not ids and not lps and result.tree[trace.node_ids[i]]["off_context"]:
+            ids = _context_ids(policy, trace, i, prompt_ids + response)
+            lps = [0.0] * len(ids)  # never read: mask_off_context gives these tokens loss mask 0
         if len(ids) != len(lps) or not ids:
             raise TokenMismatch(
                 f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: {len(ids)} recorded token ids but "
@@ -88,6 +92,17 @@ def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) ->
                 f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step's text does not tokenise back "
                 "to its sampled ids, so the next step was sampled from a different context")
     return Rollout(result, trace, prompt_ids, response, logps, ends, loss_mask=[1.0] * len(response))
+
+
+def _context_ids(policy: TrainablePolicy, trace: Trace, i: int, before: list[int]) -> list[int]:
+    """The ids of step `i`, written by no sampler (an XoT guide's step), as the policy reads
+    them: the re-tokenised text after the ids `before` it, which that text must extend."""
+    ids = list(policy.encode_prompt(trace.prompt + "".join(trace.steps[: i + 1])))
+    if ids[: len(before)] != before:
+        raise TokenMismatch(
+            f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the unsampled step's text changes the "
+            "tokens of the steps before it when tokenised after them")
+    return ids[len(before):]
 
 
 def text_step_ends(policy: TrainablePolicy, task: Task, rollout: Rollout) -> list[int]:
