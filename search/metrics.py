@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from math import comb
+from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -116,9 +117,14 @@ def summarize(
     return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
 
 
+def first_correct(task: Task, results: Sequence[SearchResult]) -> list[bool]:
+    """Per problem: does its first trace have the right answer (none: no)?"""
+    return [bool(r.traces()) and answer_correct(task, r.problem, r.traces()[0]) for r in results]
+
+
 def accuracy(task: Task, results: Sequence[SearchResult]) -> float:
     """Fraction of problems whose first trace has the right answer (maj@1 when that trace is greedy)."""
-    return sum(bool(r.traces()) and answer_correct(task, r.problem, r.traces()[0]) for r in results) / max(1, len(results))
+    return sum(first_correct(task, results)) / max(1, len(results))
 
 
 def sample_with_progress(policy: Policy, task: Task, problems: list[Problem], n: int, temperature: float,
@@ -145,9 +151,18 @@ def greedy_results(policy: Policy, task: Task, problems: list[Problem], max_new_
     return sample_with_progress(policy, task, problems, 1, 0.0, max_new_tokens, 0, "eval maj@1 (greedy)", progress)
 
 
+class PolicyEval(NamedTuple):
+    """An eval row, and per problem whether its greedy trace is answer-correct: the row's
+    maj@1 is their mean, and the laboratory's per-slice maj@1 reads them instead of
+    decoding the greedy traces again."""
+
+    row: dict[str, float]
+    greedy_correct: list[bool]
+
+
 def evaluate_policy(policy: Policy, task: Task, problems: list[Problem], k: int, temperature: float = 1.0,
                     max_new_tokens: int = 256, seed: int = 0, progress: bool = False,
-                    scorer: Callable[[list[Trace]], list[float]] | None = None) -> dict[str, float]:
+                    scorer: Callable[[list[Trace]], list[float]] | None = None) -> PolicyEval:
     """The policy's own accuracy, with no search: maj@1 from one greedy trace per problem;
     maj@k, pass@k, trace_valid@k and distinct correct solutions from k sampled traces, and
     rerank@k when a `scorer` (an outcome reward model) is given."""
@@ -157,5 +172,7 @@ def evaluate_policy(policy: Policy, task: Task, problems: list[Problem], k: int,
                                    f"eval {k} samples", progress)
     summary = summarize(task, sampled, k, scorer)
     keys = ("maj@k", "pass@k", "trace_valid@k", "distinct_correct") + (("rerank@k",) if scorer else ())
-    return {"maj@1": accuracy(task, greedy), "k": k, **{key: summary[key] for key in keys},
-            "eval_tokens": sum(r.tokens for r in greedy + sampled), "eval_time": time.perf_counter() - started}
+    correct = first_correct(task, greedy)
+    row = {"maj@1": sum(correct) / max(1, len(correct)), "k": k, **{key: summary[key] for key in keys},
+           "eval_tokens": sum(r.tokens for r in greedy + sampled), "eval_time": time.perf_counter() - started}
+    return PolicyEval(row, correct)

@@ -115,3 +115,68 @@ def test_the_base_is_fine_tuned_only_inside_the_support():
     assert all("-" not in task.extract_answer(t) for ts in filtered.values() for t in ts)
     assert any("-" in task.extract_answer(t) for ts in everything.values() for t in ts)
     assert sum(map(len, filtered.values())) < sum(map(len, everything.values()))
+
+
+class CountingPolicy:
+    """A real policy that records the temperature of every `sample` call."""
+
+    def __init__(self, policy):
+        self.policy, self.temperatures = policy, []
+
+    def sample(self, prompts, **kw):
+        self.temperatures.append(kw["temperature"])
+        return self.policy.sample(prompts, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+
+SLICED = dict(min_numbers=3, max_numbers=3, number_range=[1, 6], target_range=[2, 30], train_size=40, test_size=12)
+
+
+def lab_config(**eval_overrides):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"k": 2, "temperature": 1.0, "max_new_tokens": 24, **eval_overrides,
+                             "lab": {"samples": 4, "max_new_tokens": 24, "entropy_samples": 2, "every": None,
+                                     "support": {"exclude_ops": ["*"]}}})
+
+
+def test_the_lab_slices_the_rows_greedy_decode_and_does_not_decode_again():
+    """One greedy `sample` call serves the row's maj@1 and every slice's maj@1, which equal
+    the verdicts of one independent greedy decode restricted to the slice."""
+    from policies.hf import HFPolicy
+    from policies.tiny import build_tiny_model
+    from search.metrics import first_correct, greedy_results
+    from training.lab_eval import slice_members
+    from training.loop import evaluate
+
+    task = Countdown(**SLICED)
+    problems = task.problems("test", limit=12)
+    policy = CountingPolicy(HFPolicy(*build_tiny_model("1m", seed=0)))
+    row = evaluate(policy, task, problems, lab_config(), 11, base=HFPolicy(*build_tiny_model("1m", seed=1)))
+    assert policy.temperatures.count(0.0) == 1 and len(policy.temperatures) == 3  # greedy, k samples, lab samples
+    verdicts = first_correct(task, greedy_results(policy.policy, task, problems, 24))
+    members = slice_members(task, problems, SupportRule(("*",)))
+    assert set(members) == {"all", "in_support", "beyond_support"}
+    for name, idx in members.items():
+        assert row[f"{name}/maj@1"] == sum(verdicts[i] for i in idx) / len(idx)
+    assert row["all/maj@1"] == row["maj@1"]
+
+
+def test_each_slices_maj1_is_the_share_of_its_problems_with_a_correct_greedy_trace():
+    from policies.hf import HFPolicy
+    from policies.tiny import build_tiny_model
+    from training.lab_eval import lab_metrics, slice_members
+
+    task = Countdown(**SLICED)
+    problems = task.problems("test", limit=12)
+    verdicts = [i < 4 for i in range(12)]  # 3 of the first 4 are beyond the support
+    lab = lab_config().lab
+    row = lab_metrics(HFPolicy(*build_tiny_model("1m", seed=0)), None, task, problems, lab, 5, verdicts)
+    members = slice_members(task, problems, SupportRule(("*",)))
+    assert {name: row[f"{name}/maj@1"] for name in members} == {
+        name: sum(verdicts[i] for i in idx) / len(idx) for name, idx in members.items()}
+    assert row["all/maj@1"] == pytest.approx(1 / 3) and row["in_support/maj@1"] != row["beyond_support/maj@1"]
+    with pytest.raises(ValueError, match="greedy verdicts"):
+        lab_metrics(HFPolicy(*build_tiny_model("1m", seed=0)), None, task, problems, lab, 5, verdicts[:-1])

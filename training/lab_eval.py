@@ -5,8 +5,10 @@ Every eval row of a run with `eval.lab` set gains, for each slice `s` of `all`,
 `in_support` and `beyond_support` (`tasks.support`; a slice is left out when it has no
 problems):
 
-* `s/maj@1` (one greedy trace per problem) and `s/pass@k` at k = 1, 2, 4, ... up to
-  `eval.lab.samples` (answer correctness, unbiased);
+* `s/maj@1`, the row's own maj@1 on the slice (the greedy traces `evaluate_policy` decoded
+  under `eval.max_new_tokens`, passed in as per-problem correctness, not decoded again), and
+  `s/pass@k` at k = 1, 2, 4, ... up to `eval.lab.samples` (answer correctness, unbiased;
+  `eval.lab.max_new_tokens` caps these samples);
 * `s/coverage` (share of each problem's solver-listed solutions found) and
   `s/novel_correct` (share of correct *samples* whose solution uses an operation the SFT data
   never showed: a problem solved often weighs more; None for a task without `solutions()`);
@@ -21,10 +23,11 @@ problems):
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from policies import Policy, TrainablePolicy
-from search.metrics import accuracy, answer_correct, greedy_results, sample_with_progress
+from search.metrics import answer_correct, sample_with_progress
 from search.result import SearchResult
 from tasks import Problem, Task
 from tasks.support import SLICES, SupportRule
@@ -47,14 +50,15 @@ def correct_solutions(task: Task, result: SearchResult) -> list[str]:
             if answer_correct(task, result.problem, t)]
 
 
-def slice_metrics(task: Task, results: list[SearchResult], greedy: list[SearchResult], rule: SupportRule,
+def slice_metrics(task: Task, results: list[SearchResult], greedy_correct: list[bool], rule: SupportRule,
                   ks: list[int]) -> dict[str, Any]:
     counts = [(len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces())) for r in results]
     curve = pass_at_k_curve(counts, ks)
     found = [set(correct_solutions(task, r)) for r in results]
     listed = [set(task.solutions(r.problem) or ()) for r in results]
     keys = [k for r in results for k in correct_solutions(task, r)]
-    return {"maj@1": accuracy(task, greedy), **{f"pass@{k}": v for k, v in zip(ks, curve)}, "coverage": coverage(found, listed),
+    return {"maj@1": sum(greedy_correct) / max(1, len(greedy_correct)), **{f"pass@{k}": v for k, v in zip(ks, curve)},
+            "coverage": coverage(found, listed),
             "novel_correct": novel_correct(keys, rule.covers) if any(listed) else None, "problems": len(results)}
 
 
@@ -74,19 +78,22 @@ def lab_due(lab: Any, iteration: int, iterations: int) -> bool:
 
 
 def lab_metrics(policy: TrainablePolicy, base: Policy | None, task: Task, problems: list[Problem], lab: Any, seed: int,
-                progress: bool = False) -> dict[str, Any]:
-    """The laboratory's metrics of `policy` on `problems` (see the module docstring)."""
+                greedy_correct: Sequence[bool], progress: bool = False) -> dict[str, Any]:
+    """The laboratory's metrics of `policy` on `problems` (see the module docstring);
+    `greedy_correct[i]`: is problem i's greedy trace answer-correct (`PolicyEval.greedy_correct`)."""
     if lab.samples < 1:
         raise ValueError(f"eval.lab.samples must be >= 1, got {lab.samples}")
+    if len(greedy_correct) != len(problems):
+        raise ValueError(f"lab_metrics: {len(greedy_correct)} greedy verdicts for {len(problems)} problems")
     rule = SupportRule(tuple((lab.get("support") or {}).get("exclude_ops") or ()))
     results = sample_with_progress(policy, task, problems, lab.samples, 1.0, lab.max_new_tokens, seed,
                                    f"lab {lab.samples} samples", progress)
-    greedy = greedy_results(policy, task, problems, lab.max_new_tokens)  # maj@1 per slice
     ks = powers_of_two(lab.samples)
     members = slice_members(task, problems, rule)
     out: dict[str, Any] = {}
     for name, idx in members.items():
-        for key, value in slice_metrics(task, [results[i] for i in idx], [greedy[i] for i in idx], rule, ks).items():
+        greedy = [bool(greedy_correct[i]) for i in idx]
+        for key, value in slice_metrics(task, [results[i] for i in idx], greedy, rule, ks).items():
             out[f"{name}/{key}"] = value
     slice_of = {i: s for s, idx in members.items() if s != "all" for i in idx}
     out["lab_counts"] = [[len(r.traces()), sum(answer_correct(task, r.problem, t) for t in r.traces()),

@@ -44,11 +44,13 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
              progress: bool = False, scorer: Any = None, base: Policy | None = None, lab: bool = True) -> dict[str, Any]:
     """The eval row: `search.metrics.evaluate_policy`, and the laboratory's instruments
-    (`training.lab_eval`) when `eval.lab` is set and `lab` (`base` is then the iteration-0 policy)."""
-    row: dict[str, Any] = evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed,
-                                          progress, scorer)
+    (`training.lab_eval`) when `eval.lab` is set and `lab` (`base` is then the iteration-0 policy);
+    the lab's per-slice maj@1 reads the greedy verdicts of the row's maj@1 (one greedy decode)."""
+    evaluated = evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress,
+                                scorer)
+    row: dict[str, Any] = evaluated.row
     if lab and cfg.get("lab"):
-        row.update(lab_metrics(policy, base, task, problems, cfg.lab, seed + 7, progress))
+        row.update(lab_metrics(policy, base, task, problems, cfg.lab, seed + 7, evaluated.greedy_correct, progress))
     return row
 
 
