@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +167,42 @@ def expand(
         by_state[key][0].state.meter.charge(spent[key], calls=1)
     index = {id(e): i for i, e in enumerate(active)}
     return [children[index[id(e)]] if id(e) in index else [] for e in expansions]
+
+
+def draw_traces(
+    states: list[ProblemState], anchors: list[int], n: int | None, batch: int, policy: Policy, task: Task,
+    sampler: Sampler, *, seed: int, iteration: int = 0, prompts: list[str | None] | None = None,
+    on_round: Callable[[int], None] | None = None,
+) -> int:
+    """Whole traces under fixed anchors, `batch` more per problem each round until the
+    problem has `n` of them (`n: None`: until its budget is spent) or its budget is, every
+    problem of a round in one `expand` call (seed `seed + round`, labelled iteration
+    `iteration + round`).
+
+    `anchors[i]` is the node problem i's traces hang under and `prompts[i]` the prompt
+    they continue instead of its prefix (None: the prefix). Only what this call draws
+    counts toward `n`. `on_round(open)` sees, before every round and once at the end, how
+    many problems still draw. Returns the number of rounds (of `expand` calls).
+    """
+    prompts = prompts if prompts is not None else [None] * len(states)
+    drawn = [0] * len(states)
+
+    def wanted(i: int) -> int:
+        return batch if n is None else min(batch, n - drawn[i])
+
+    rounds = 0
+    while True:
+        open_ = [i for i, s in enumerate(states) if not s.done and wanted(i) > 0]
+        if on_round is not None:
+            on_round(len(open_))
+        if not open_:
+            return rounds
+        requests = [Expansion(states[i], anchors[i], wanted(i), prompt=prompts[i]) for i in open_]
+        children = expand(requests, policy, task, sampler, seed=seed + rounds, iteration=iteration + rounds,
+                          step=False)
+        for i, new in zip(open_, children):
+            drawn[i] += len(new)
+        rounds += 1
 
 
 def majority_vote(answers: list[str | None]) -> str | None:

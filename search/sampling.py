@@ -12,7 +12,7 @@ import time
 
 from policies import Policy
 from search.budget import Budget, require_budget
-from search.expand import Expansion, Sampler, expand, finish, majority_vote, start
+from search.expand import Sampler, draw_traces, finish, majority_vote, start
 from search.progress import SearchBar
 from search.result import SearchResult
 from tasks import Problem, Task
@@ -28,25 +28,15 @@ class Sampling:
         self.n, self.batch, self.seed, self.progress = n, batch, seed, progress
         self.sampler = Sampler(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, max_depth=1)
 
-    def wanted(self, drawn: int) -> int:
-        """Traces to request this round for a problem that has `drawn` (0: it is done)."""
-        return self.batch if self.n is None else min(self.batch, self.n - drawn)
-
     def search(self, problems: list[Problem], policy: Policy, task: Task, budget: Budget) -> list[SearchResult]:
         started = time.perf_counter()
         if self.n is None:
             require_budget(budget, "n")
         states = start(problems, task, budget, self.name)
         bar = SearchBar(len(states), self.name, self.progress)
-        rounds = 0
-        while True:
-            requests = [Expansion(s, s.tree.root, self.wanted(len(s.tree.children(s.tree.root))))
-                        for s in states if not s.done and self.wanted(len(s.tree.children(s.tree.root)))]
-            bar.show(len(states) - len(requests), sum(s.meter.tokens for s in states))
-            if not requests:
-                break
-            expand(requests, policy, task, self.sampler, seed=self.seed + rounds, iteration=rounds, step=False)
-            rounds += 1
+        rounds = draw_traces(states, [s.tree.root for s in states], self.n, self.batch, policy, task, self.sampler,
+                             seed=self.seed,
+                             on_round=lambda open_: bar.show(len(states) - open_, sum(s.meter.tokens for s in states)))
         bar.close()
         answers = [majority_vote([s.tree[c]["answer"] for c in s.tree.children(s.tree.root)]) for s in states]
         for s in states:

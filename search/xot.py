@@ -32,7 +32,6 @@ guide's steps (PPO/GRPO read those as context, loss-masked, as `training.rollout
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 from policies import Policy
 from search.budget import Budget, require_budget
 from search.evaluators import Evaluator, SelfEvaluator
-from search.expand import Expansion, ProblemState, Sampler, expand, finish, majority_vote, start
+from search.expand import ProblemState, Sampler, draw_traces, finish, majority_vote, start
 from search.guide import Cost, GuideConfig, GuideSearch, load_or_train
 from search.result import SearchResult
 from tasks import Problem, Task
@@ -129,26 +128,14 @@ class XoT:
                     k: v for k, v in record["training"].items() if k != "rounds"}})
         return finish(states, answers, started)
 
-    def wanted(self, drawn: int) -> int:
-        """LM traces to request this round for a problem that has `drawn` of them."""
-        return self.batch if self.n is None else min(self.batch, self.n - drawn)
-
     def write(self, states: list[ProblemState], space: Any, policy: Policy, task: Task, iteration: int) -> None:
         """The LM's traces: `n` per problem, `batch` at a time, or with `n: null` batches until
         the problem's budget is spent, every problem of a round in one `sample` call; under the
         hint prompt or after the best checked trajectory."""
         anchors = [s.tree.root if self.hint_at == "prompt" else self.continue_from(s, space) for s in states]
         prompts = [self.hint_prompt(s, space) if self.hint_at == "prompt" else None for s in states]
-        for round_ in itertools.count():
-            drawn = [sum(s.tree[c]["finish_reason"] != GUIDE for c in s.tree.children(a))
-                     for s, a in zip(states, anchors)]
-            wanted = [self.wanted(d) for d in drawn]
-            requests = [Expansion(s, a, w, prompt=p) for s, a, w, p in zip(states, anchors, wanted, prompts)
-                        if w > 0 and not s.done]
-            if not requests:
-                return
-            expand(requests, policy, task, self.sampler, seed=self.seed + round_, iteration=iteration + round_,
-                   step=False)
+        draw_traces(states, anchors, self.n, self.batch, policy, task, self.sampler, seed=self.seed,
+                    iteration=iteration, prompts=prompts)
 
     # ---- the guide's part ---------------------------------------------------------------
 
