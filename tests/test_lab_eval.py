@@ -104,6 +104,35 @@ def test_the_base_row_key_ignores_strategy_and_trainer_but_not_seed_or_base():
     assert base_eval_key(composed("+experiment=plateau_lab"), "ConditionedTask") != first
 
 
+def test_the_base_row_key_follows_the_source_of_the_code_that_makes_the_row(tmp_path, monkeypatch):
+    """A copy of the row's sources gives the same key; editing one of them gives a new key
+    (stale rows are not reused), editing a strategy's module does not (cells share the row)."""
+    import shutil
+
+    from composing import composed
+    from training import eval_cache
+
+    cfg = composed("+experiment=plateau_lab")
+    first = eval_cache.base_eval_key(cfg, "Countdown")
+    assert eval_cache.base_eval_key(cfg, "Countdown") == first
+    for source in eval_cache.ROW_SOURCES:
+        copy = shutil.copytree if (eval_cache.ROOT / source).is_dir() else shutil.copy
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        copy(eval_cache.ROOT / source, tmp_path / source)
+    (tmp_path / "search" / "mcts.py").write_text("# a strategy: not part of the row\n")
+    monkeypatch.setattr(eval_cache, "ROOT", tmp_path)
+    assert eval_cache.base_eval_key(cfg, "Countdown") == first
+    for edited in ("search/metrics.py", "tasks/countdown.py"):  # a file, and a file of a listed folder
+        source = (tmp_path / edited).read_text()
+        (tmp_path / edited).write_text(source + "\nEVAL_CHUNK = 50\n")
+        assert eval_cache.base_eval_key(cfg, "Countdown") != first
+        (tmp_path / edited).write_text(source)
+        assert eval_cache.base_eval_key(cfg, "Countdown") == first
+    monkeypatch.setattr(eval_cache, "ROW_SOURCES", ("search/metrics.py", "search/gone.py"))
+    with pytest.raises(FileNotFoundError, match="search/gone.py"):
+        eval_cache.base_eval_key(cfg, "Countdown")
+
+
 def test_the_base_is_fine_tuned_only_inside_the_support():
     from training.base_model import reference_traces
 

@@ -6,8 +6,10 @@ the same numbers whatever the strategy or trainer. With `eval.cache_base: true` 
 cell to get there computes the row and stores it under `$PLATEAU_CACHE/evals/`, keyed by a
 hash of everything the row depends on: the policy and task configs, the eval config, the
 seed, the task class the loop evaluates (a trainer may wrap it: RCRL conditions its
-prompts) and torch's thread count (float reductions, hence samples, can differ with it).
-The others read it, which saves one 64-sample pass per cell.
+prompts), torch's thread count (float reductions, hence samples, can differ with it) and
+the source of the code that makes the row (`ROW_SOURCES`), so that a change to it makes a
+new key instead of reusing rows the old code computed. The others read it, which saves one
+64-sample pass per cell.
 
 Off by default: it is only sound when the config determines the weights (a cached tiny
 base or fixed released weights); a run started from anything else must not turn it on.
@@ -27,8 +29,30 @@ from omegaconf import DictConfig, OmegaConf
 from policies.cache import cache_root, publish_folder
 from search.console import say
 
-VERSION = 1  # bump when an eval row's contents change, so stale rows are not reused
 ROW_FILE = "row.json"
+ROOT = Path(__file__).resolve().parents[1]
+ROW_SOURCES = (
+    "policies", "tasks",  # the base's weights, the samples, prompts, answers, rewards, solutions and slices
+    "training/base_model.py", "training/sft.py", "training/core_algos.py",  # the base's build; the lab's entropy
+    "search/metrics.py", "search/sampling.py", "search/expand.py", "search/budget.py", "search/tree.py",
+    "search/result.py",  # the eval samples, the traces read off them, and the estimators
+    "training/loop.py", "training/lab_eval.py", "training/instruments.py",  # the row and the lab's instruments
+    "training/rcrl.py",  # the conditioned task RCRL's runs evaluate
+)
+"""The files (a folder: every .py under it) whose source the key hashes: what computes an
+iteration-0 row. Search strategies and trainers stay out: every cell shares the row."""
+
+
+def row_code_version() -> str:
+    """A hash of the source of `ROW_SOURCES` under `ROOT` (paths and contents)."""
+    digest = hashlib.sha256()
+    for source in ROW_SOURCES:
+        path = ROOT / source
+        if not path.exists():
+            raise FileNotFoundError(f"eval_cache.ROW_SOURCES names {source}, which is not in {ROOT}")
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(f"{file.relative_to(ROOT).as_posix()}\0".encode() + file.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def base_eval_key(cfg: DictConfig, task_class: str) -> str:
@@ -37,7 +61,7 @@ def base_eval_key(cfg: DictConfig, task_class: str) -> str:
     if isinstance(policy, dict):  # sampling options and console output leave the numbers alone
         policy = {k: v for k, v in policy.items() if k not in ("engine", "progress", "cache_dir")}
     evaluation = {k: v for k, v in OmegaConf.to_container(cfg.eval, resolve=True).items() if k != "cache_base"}
-    recipe = {"version": VERSION, "policy": policy, "task": OmegaConf.to_container(cfg.task, resolve=True),
+    recipe = {"code": row_code_version(), "policy": policy, "task": OmegaConf.to_container(cfg.task, resolve=True),
               "eval": evaluation, "seed": cfg.seed, "task_class": task_class, "threads": torch.get_num_threads()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
