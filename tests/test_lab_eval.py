@@ -176,7 +176,8 @@ def test_the_lab_slices_the_rows_greedy_decode_and_does_not_decode_again():
     the verdicts of one independent greedy decode restricted to the slice."""
     from policies.hf import HFPolicy
     from policies.tiny import build_tiny_model
-    from search.metrics import first_correct, greedy_results
+    from search.metrics import first_correct
+    from search.policy_eval import greedy_results
     from training.lab_eval import slice_members
     from training.loop import evaluate
 

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ROW_SOURCES = (
     "policies", "tasks",  # the base's weights, the samples, prompts, answers, rewards, solutions and slices
     "training/base_model.py", "training/sft.py", "training/core_algos.py",  # the base's build; the lab's entropy
-    "search/metrics.py", "search/sampling.py", "search/expand.py", "search/budget.py", "search/tree.py",
-    "search/result.py",  # the eval samples, the traces read off them, and the estimators
+    "search/policy_eval.py", "search/sampling.py", "search/expand.py", "search/budget.py", "search/tree.py",
+    "search/result.py", "search/metrics.py",  # the eval samples, the traces read off them, and the estimators
     "training/loop.py", "training/lab_eval.py", "training/instruments.py",  # the row and the lab's instruments
     "training/rcrl.py",  # the conditioned task RCRL's runs evaluate
 )

@@ -29,7 +29,8 @@ from search.budget import Budget
 from search.config_check import RUN, SEARCH, check_or_exit
 from search.config_errors import composition_errors
 from search.console import quiet_in_parallel, say
-from search.metrics import accuracy, greedy_results, summarize
+from search.metrics import accuracy, summarize
+from search.policy_eval import greedy_results
 from search.run_folder import RunFolder, strict_json, write_atomic
 from search.threads import use_threads
 from tasks.config import build_task, use_tokenizer

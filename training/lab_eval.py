@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from policies import Policy, TrainablePolicy
-from search.metrics import answer_correct, sample_with_progress
+from search.metrics import answer_correct
+from search.policy_eval import sample_with_progress
 from search.result import SearchResult
 from tasks import Problem, Task
 from tasks.support import SLICES, SupportRule

@@ -20,7 +20,7 @@ from policies import Policy, TrainablePolicy
 from search import Budget, SearchResult
 from search.health import search_health, value_auc
 from search.console import quiet_in_parallel, say
-from search.metrics import evaluate_policy
+from search.policy_eval import evaluate_policy
 from search.run_folder import RunFolder
 from search.view import write_view
 from tasks import Problem, Task
@@ -43,7 +43,7 @@ def derived_seed(seed: int, iteration: int, stream: int) -> int:
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
              progress: bool = False, scorer: Any = None, base: Policy | None = None, lab: bool = True) -> dict[str, Any]:
-    """The eval row: `search.metrics.evaluate_policy`, and the laboratory's instruments
+    """The eval row: `search.policy_eval.evaluate_policy`, and the laboratory's instruments
     (`training.lab_eval`) when `eval.lab` is set and `lab` (`base` is then the iteration-0 policy);
     the lab's per-slice maj@1 reads the greedy verdicts of the row's maj@1 (one greedy decode)."""
     evaluated = evaluate_policy(policy, task, problems, cfg.k, cfg.temperature, cfg.max_new_tokens, seed, progress,
