@@ -26,7 +26,7 @@ from search.view import write_view
 from tasks import Problem, Task
 from tasks.config import build_task, use_tokenizer
 from training.checkpoint import resume, save_checkpoint
-from training.cluster import build_searcher, build_step_runner
+from training.cluster import Searcher, build_searcher, build_step_runner
 from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
 from training.eval_cache import cached_base_eval
 from training.lab_eval import lab_due, lab_metrics
@@ -81,6 +81,11 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     train_problems = task.problems("train", limit=cfg.train_problems, seed=cfg.seed)
     eval_problems = task.problems(cfg.eval.split, limit=cfg.eval.problems, seed=cfg.seed)
 
+    def eval_row(iteration: int, lab: bool = True) -> dict[str, Any]:
+        """The policy's eval after `iteration` (with the lab's instruments when `lab`)."""
+        return evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
+                        scorer, base, lab)
+
     start, rows = resume(folder, policy, trainer) if cfg.resume else (0, [])
     if rows and start >= cfg.iterations:
         say(f"resume: the run in {folder.root} already finished iteration {start} of iterations={cfg.iterations}; "
@@ -88,10 +93,7 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
         return rows
     tracking = open_tracking(cfg, folder.root, already_logged=len(rows))  # cfg.logger: TensorBoard, MLflow
     if not rows:
-        def first() -> dict[str, Any]:
-            return evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, 0, 1), cfg.progress, scorer,
-                            base)
-        shared = cached_base_eval(cfg, type(task).__qualname__, first) if scorer is None else first()
+        shared = cached_base_eval(cfg, type(task).__qualname__, lambda: eval_row(0)) if scorer is None else eval_row(0)
         rows = [{"iteration": 0, "kind": "eval", "cumulative_tokens": 0, **shared}]
         folder.write_metrics(rows)
         tracking.log(rows)
@@ -99,20 +101,11 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     cumulative = rows[-1]["cumulative_tokens"]
     searcher = build_searcher(cfg, strategy_overrides(cfg, orm))  # cfg.cluster: this process, or Ray workers
     for iteration in range(start + 1, cfg.iterations + 1):
-        started = time.perf_counter()
-        results = searcher.search(train_problems, policy, task, budget, derived_seed(cfg.seed, iteration, 0))
-        train = _train_summary(results, budget, policy, task, cfg, derived_seed(cfg.seed, iteration, 2))
-        train.update(searcher.stats())  # cluster=ray: shards_retried
+        train = _search_and_train(cfg, iteration, searcher, trainer, policy, task, budget, train_problems, folder)
         cumulative += train["search_tokens"]
-        folder.write_traces(iteration, results)
-        folder.write_trees(iteration, results, cfg.save_trees)
-        train.update(trainer.step(iteration, results))
-        policy.update_weights()
-        train["train_time"] = time.perf_counter() - started
         rows.append({"iteration": iteration, "kind": "train", "cumulative_tokens": cumulative, **train})
         rows.append({"iteration": iteration, "kind": "eval", "cumulative_tokens": cumulative,
-                     **evaluate(policy, task, eval_problems, cfg.eval, derived_seed(cfg.seed, iteration, 1), cfg.progress,
-                                scorer, base, lab_due(cfg.eval.lab, iteration, cfg.iterations))})
+                     **eval_row(iteration, lab_due(cfg.eval.lab, iteration, cfg.iterations))})
         save_checkpoint(folder, iteration, policy, trainer, rows)
         folder.write_metrics(rows)
         tracking.log(rows)
@@ -121,6 +114,22 @@ def run(cfg: DictConfig, out_dir: str | Path = ".") -> list[dict[str, Any]]:
     tracking.close()
     _draw(cfg, folder)
     return rows
+
+
+def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, trainer: Trainer, policy: TrainablePolicy,
+                      task: Task, budget: Budget, problems: list[Problem], folder: RunFolder) -> dict[str, Any]:
+    """One iteration's search of the training problems (its traces and trees written) and the
+    trainer's step on the results; returns the train row's figures."""
+    started = time.perf_counter()
+    results = searcher.search(problems, policy, task, budget, derived_seed(cfg.seed, iteration, 0))
+    train = _train_summary(results, budget, policy, task, cfg, derived_seed(cfg.seed, iteration, 2))
+    train.update(searcher.stats())  # cluster=ray: shards_retried
+    folder.write_traces(iteration, results)
+    folder.write_trees(iteration, results, cfg.save_trees)
+    train.update(trainer.step(iteration, results))
+    policy.update_weights()
+    train["train_time"] = time.perf_counter() - started
+    return train
 
 
 def _build(cfg: DictConfig) -> tuple[Task, TrainablePolicy, Policy | None, ORMTraining | None, Trainer]:
