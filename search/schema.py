@@ -53,7 +53,7 @@ class BudgetConfig:
 
 @dataclass
 class EvalConfig:
-    """What the entry points evaluate (search.metrics)."""
+    """What the entry points evaluate (search.policy_eval)."""
 
     split: str = required()
     problems: int = required(ge=1)
