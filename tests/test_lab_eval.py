@@ -113,24 +113,26 @@ def test_the_base_row_key_follows_the_source_of_the_code_that_makes_the_row(tmp_
     from training import eval_cache
 
     cfg = composed("+experiment=plateau_lab")
-    first = eval_cache.base_eval_key(cfg, "Countdown")
-    assert eval_cache.base_eval_key(cfg, "Countdown") == first
+    key = eval_cache.base_eval_key(cfg, "Countdown")
+    assert eval_cache.base_eval_key(cfg, "Countdown") == key
+    first = eval_cache.row_code_version()
+    assert first == eval_cache.CODE_VERSION
     for source in eval_cache.ROW_SOURCES:
         copy = shutil.copytree if (eval_cache.ROOT / source).is_dir() else shutil.copy
         (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
         copy(eval_cache.ROOT / source, tmp_path / source)
     (tmp_path / "search" / "mcts.py").write_text("# a strategy: not part of the row\n")
-    monkeypatch.setattr(eval_cache, "ROOT", tmp_path)
-    assert eval_cache.base_eval_key(cfg, "Countdown") == first
+    assert eval_cache.row_code_version(tmp_path) == first
     for edited in ("search/metrics.py", "tasks/countdown.py"):  # a file, and a file of a listed folder
         source = (tmp_path / edited).read_text()
         (tmp_path / edited).write_text(source + "\nEVAL_CHUNK = 50\n")
-        assert eval_cache.base_eval_key(cfg, "Countdown") != first
+        assert eval_cache.row_code_version(tmp_path) != first
+        monkeypatch.setattr(eval_cache, "ROOT", tmp_path)  # the sources edited under a running process:
+        assert eval_cache.base_eval_key(cfg, "Countdown") == key  # its key is still the code it loaded
         (tmp_path / edited).write_text(source)
-        assert eval_cache.base_eval_key(cfg, "Countdown") == first
-    monkeypatch.setattr(eval_cache, "ROW_SOURCES", ("search/metrics.py", "search/gone.py"))
+        assert eval_cache.row_code_version(tmp_path) == first
     with pytest.raises(FileNotFoundError, match="search/gone.py"):
-        eval_cache.base_eval_key(cfg, "Countdown")
+        eval_cache.row_code_version(tmp_path, ("search/metrics.py", "search/gone.py"))
 
 
 def test_the_base_is_fine_tuned_only_inside_the_support():

@@ -65,7 +65,7 @@ def test_crossover_children_carry_the_sampled_token_ids_and_encode(raw):
     result = SearchResult(state.problem, tree, tokens=0, calls=0, wall_time=0.0)
     trace = next(t for t in tree.traces() if t.node_ids[-1] == child)
     rollout = encode_trace(policy, result, trace)  # raised TokenMismatch before: the copy had no ids
-    assert mask_off_context([rollout]) == len(tree[child]["token_ids"])
+    assert mask_off_context(rollout) == len(tree[child]["token_ids"])
     cut = rollout.step_ends[1]
     assert rollout.loss_mask[:cut] == [1.0] * cut and set(rollout.loss_mask[cut:]) == {0.0}
 

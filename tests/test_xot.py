@@ -5,6 +5,7 @@ import os
 import random
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from policies.hf import HFPolicy
@@ -17,7 +18,7 @@ from search.xot import GUIDE, Hint, XoT
 from tasks import Arith, Countdown, Game24
 from tasks.config import build_task
 from training.ppo import PPO
-from training.rollouts import build_rollouts, mask_off_context
+from training.rollouts import build_rollouts, context_tokens
 
 from composing import composed
 
@@ -237,7 +238,7 @@ def test_ppo_trains_the_lms_steps_after_the_guide_and_reads_the_guides_as_contex
     policy = HFPolicy(*build_tiny_model("1m", seed=0))
     rollouts, dropped = build_rollouts(policy, results)  # every trace was dropped before: guide steps have no ids
     assert sum(dropped.values()) == 0 and len(rollouts) == sum(len(r.traces()) for r in results)
-    masked = mask_off_context(rollouts)
+    masked = context_tokens(rollouts)
     for r in rollouts:
         k = sum(r.result.tree[n]["finish_reason"] == GUIDE for n in r.trace.node_ids)
         cut = r.step_ends[k - 1]
@@ -248,10 +249,23 @@ def test_ppo_trains_the_lms_steps_after_the_guide_and_reads_the_guides_as_contex
     trainer.setup(policy, task)
     stats = trainer.step(1, results)
     assert stats["traces_dropped"] == 0 and stats["off_context_tokens"] == masked > 0
+    assert stats["tree_advantage"] == 1.0  # advantage=auto: the guide's chain makes the tree deep, as ToT's do
     assert stats["pg_tokens"] == sum(len(r.response_ids) for r in rollouts) - masked > 0
     guide_node = rollouts[0].trace.node_ids[0]
     results[0].tree[guide_node]["off_context"] = False  # text without ids that claims to be sampled: not trainable
     assert build_rollouts(policy, results[:1])[1]["retokenise"] == len(results[0].traces())
+
+
+def test_traces_written_under_the_hint_prompt_are_not_trained_as_if_sampled_under_the_plain_one(guide_dir):
+    task, _, results, _ = run_small("search=xot_oracle", "search.hint_at=prompt", guide_dir=guide_dir)
+    policy = HFPolicy(*build_tiny_model("1m", seed=0))
+    trainer = PPO(lr=1e-4, minibatch_size=8)
+    trainer.setup(policy, task)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    stats = trainer.step(1, results)
+    traces = sum(len(r.traces()) for r in results)
+    assert stats["traces_dropped"] == stats["traces_dropped_context_only"] == traces and stats["pg_rollouts"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.model.parameters()))  # no optimizer step on nothing
 
 
 def test_n_null_keeps_writing_after_the_guide_until_the_budget_is_spent(guide_dir):

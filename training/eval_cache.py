@@ -38,21 +38,27 @@ ROW_SOURCES = (
     "search/result.py", "search/metrics.py",  # the eval samples, the traces read off them, and the estimators
     "training/loop.py", "training/lab_eval.py", "training/instruments.py",  # the row and the lab's instruments
     "training/rcrl.py",  # the conditioned task RCRL's runs evaluate
+    "training/seeding.py",  # how the loop seeds the process before it builds the base
 )
 """The files (a folder: every .py under it) whose source the key hashes: what computes an
 iteration-0 row. Search strategies and trainers stay out: every cell shares the row."""
 
 
-def row_code_version() -> str:
-    """A hash of the source of `ROW_SOURCES` under `ROOT` (paths and contents)."""
+def row_code_version(root: Path = ROOT, sources: tuple[str, ...] = ROW_SOURCES) -> str:
+    """A hash of the source of `sources` under `root` (relative paths and contents)."""
     digest = hashlib.sha256()
-    for source in ROW_SOURCES:
-        path = ROOT / source
+    for source in sources:
+        path = root / source
         if not path.exists():
-            raise FileNotFoundError(f"eval_cache.ROW_SOURCES names {source}, which is not in {ROOT}")
+            raise FileNotFoundError(f"eval_cache.ROW_SOURCES names {source}, which is not in {root}")
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(f"{file.relative_to(ROOT).as_posix()}\0".encode() + file.read_bytes() + b"\0")
+            digest.update(f"{file.relative_to(root).as_posix()}\0".encode() + file.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+CODE_VERSION = row_code_version()
+"""Hashed once, when the process loads this code: a long-lived sweep worker that outlives an
+edit of the sources keys its rows by the code it runs, not by what is on disk by then."""
 
 
 def base_eval_key(cfg: DictConfig, task_class: str) -> str:
@@ -61,7 +67,7 @@ def base_eval_key(cfg: DictConfig, task_class: str) -> str:
     if isinstance(policy, dict):  # sampling options and console output leave the numbers alone
         policy = {k: v for k, v in policy.items() if k not in ("engine", "progress", "cache_dir")}
     evaluation = {k: v for k, v in OmegaConf.to_container(cfg.eval, resolve=True).items() if k != "cache_base"}
-    recipe = {"code": row_code_version(), "policy": policy, "task": OmegaConf.to_container(cfg.task, resolve=True),
+    recipe = {"code": CODE_VERSION, "policy": policy, "task": OmegaConf.to_container(cfg.task, resolve=True),
               "eval": evaluation, "seed": cfg.seed, "task_class": task_class, "threads": torch.get_num_threads()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

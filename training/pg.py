@@ -40,7 +40,7 @@ from tasks import Task
 from training import core_algos
 from training.pg_update import MinibatchUpdate
 from training.rewards import RewardModel, check_reward
-from training.rollouts import Rollout, build_rollouts, mask_off_context
+from training.rollouts import Rollout, build_rollouts, context_tokens
 from training.step_runner import InProcess, StepRunner
 from training.token_batch import LastHidden, ValueHead, forward, make_batch, unpad
 
@@ -146,7 +146,7 @@ class PolicyGradientTrainer(MinibatchUpdate):
                                    **{f"traces_dropped_{k}": v for k, v in dropped.items()}}
         if not rollouts:
             return {**stats, "pg_rollouts": 0}
-        stats["off_context_tokens"] = mask_off_context(rollouts)
+        stats["off_context_tokens"] = context_tokens(rollouts)
         stats["reference_reset"] = float(self.maybe_reset_reference(iteration))
         stats.update(self.score_rollouts(rollouts))
         stats.update(self.assign_advantages(rollouts))

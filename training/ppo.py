@@ -93,19 +93,21 @@ class PPO(PolicyGradientTrainer):
         mask = pad([[1.0] * len(r.response_ids) for r in rollouts])
         adv, returns = core_algos.gae_advantages(pad(rewards), pad([r.old_values for r in rollouts]), mask,
                                                  self.gamma, self.lam)
+        trained = pad([r.loss_mask for r in rollouts])  # context tokens (off_context steps) carry no statistics
         if self.whiten_advantages:
-            mean = core_algos.masked_mean(adv, mask)
-            std = core_algos.masked_mean((adv - mean) ** 2, mask).sqrt()
+            mean = core_algos.masked_mean(adv, trained)
+            std = core_algos.masked_mean((adv - mean) ** 2, trained).sqrt()
             adv = (adv - mean) / (std + 1e-8) * mask
         for i, r in enumerate(rollouts):
             n = len(r.response_ids)
             r.advantages, r.returns = adv[i, :n].tolist(), returns[i, :n].tolist()
         return {"mean_token_reward_sum": float(sum(map(sum, rewards)) / len(rollouts)),
-                "mean_return": float(core_algos.masked_mean(returns, mask))}
+                "mean_return": float(core_algos.masked_mean(returns, trained))}
 
     def token_rewards(self, rollouts: list[Rollout]) -> list[list[float]]:
         """Per response token: each text step's reward on its last token, minus the KL
-        penalty kl_coef * KL(old, ref) on every token when the KL sits in the reward."""
+        penalty kl_coef * KL(old, ref) on every trained token when the KL sits in the reward
+        (context tokens have no sampler log-prob to measure it with)."""
         per_step = step_scores(self.task, [(r.result.problem, r.trace) for r in rollouts], self.reward, self.orm)
         out = []
         for r, scores in zip(rollouts, per_step):
@@ -114,6 +116,6 @@ class PPO(PolicyGradientTrainer):
                 row[end - 1] += score
             if self.ref_model is not None and not self.kl_in_loss:
                 kl = core_algos.kl_penalty(torch.tensor(r.old_logp), torch.tensor(r.ref_logp), self.reward_kl_estimator)
-                row = [x - self.kl_coef * float(k) for x, k in zip(row, kl)]
+                row = [x - self.kl_coef * float(k) * m for x, k, m in zip(row, kl, r.loss_mask)]
             out.append(row)
         return out

@@ -32,10 +32,12 @@ from search.tree import SearchTree, Trace
 from tasks import Task
 from training import core_algos
 
-DROP_REASONS = ("retokenise", "empty")
+DROP_REASONS = ("retokenise", "empty", "context_only")
 """retokenise: a step's text does not re-encode to its sampled ids (or ids and logprobs
 disagree in length), so later steps were sampled from a context the ids do not show;
-empty: the trace has no response token to train on."""
+empty: the trace has no response token to train on; context_only: every step is
+`off_context` (e.g. XoT's traces written under its hint prompt), so no token of it was
+sampled under the context it would be trained in."""
 
 
 class TokenMismatch(ValueError):
@@ -79,7 +81,7 @@ def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) ->
     for i, (ids, lps) in enumerate(zip(trace.step_token_ids, trace.step_logprobs)):
         if not ids and not lps and result.tree[trace.node_ids[i]]["off_context"]:
             ids = _context_ids(policy, trace, i, prompt_ids + response)
-            lps = [0.0] * len(ids)  # never read: mask_off_context gives these tokens loss mask 0
+            lps = [0.0] * len(ids)  # a placeholder: these tokens get loss mask 0, and every use of them is masked
         if len(ids) != len(lps) or not ids:
             raise TokenMismatch(
                 f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: {len(ids)} recorded token ids but "
@@ -197,22 +199,21 @@ def assign_step_advantages(rollouts: list[Rollout], advantages_of: Callable[[Sea
     credit_shared_steps_once(rollouts)
 
 
-def mask_off_context(rollouts: list[Rollout]) -> int:
-    """Zero the loss mask of steps on `off_context` tree nodes; returns their token count."""
-    masked = 0
-    for r in rollouts:
-        start = 0
-        for node, end in zip(r.trace.node_ids, r.step_ends):
-            if r.result.tree[node]["off_context"]:
-                r.loss_mask[start:end] = [0.0] * (end - start)
-                masked += end - start
-            start = end
+def mask_off_context(rollout: Rollout) -> int:
+    """Zero the loss mask of the steps on `off_context` tree nodes; returns their token count."""
+    masked, start = 0, 0
+    for node, end in zip(rollout.trace.node_ids, rollout.step_ends):
+        if rollout.result.tree[node]["off_context"]:
+            rollout.loss_mask[start:end] = [0.0] * (end - start)
+            masked += end - start
+        start = end
     return masked
 
 
 def build_rollouts(policy: TrainablePolicy, results: list[SearchResult]) -> tuple[list[Rollout], dict[str, int]]:
-    """Every trace that encodes exactly, off-context steps masked; and the number of traces
-    dropped per reason in `DROP_REASONS` (`traces_dropped_<reason>` in step metrics)."""
+    """Every trace that encodes exactly and has a token to train, its off-context steps
+    masked; and the number of traces dropped per reason in `DROP_REASONS`
+    (`traces_dropped_<reason>` in step metrics)."""
     rollouts, dropped = [], Counter({reason: 0 for reason in DROP_REASONS})
     for result in results:
         for trace in result.traces():
@@ -221,8 +222,15 @@ def build_rollouts(policy: TrainablePolicy, results: list[SearchResult]) -> tupl
             except TokenMismatch:
                 dropped["retokenise"] += 1
                 continue
-            if rollout.response_ids:
-                rollouts.append(rollout)
-            else:
+            if not rollout.response_ids:
                 dropped["empty"] += 1
+            elif mask_off_context(rollout) == len(rollout.response_ids):
+                dropped["context_only"] += 1
+            else:
+                rollouts.append(rollout)
     return rollouts, dict(dropped)
+
+
+def context_tokens(rollouts: list[Rollout]) -> int:
+    """Response tokens kept as context only (loss mask 0), before shared steps are credited once."""
+    return int(sum(len(r.loss_mask) - sum(r.loss_mask) for r in rollouts))
