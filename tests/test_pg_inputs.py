@@ -10,7 +10,7 @@ import pytest
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
-from search import Budget, SearchResult
+from search import Budget, SearchResult, SearchTree
 from search.evolution import Evolution
 from search.expand import Expansion, Sampler, expand, label_terminal, start
 from search.sampling import Sampling
@@ -77,6 +77,32 @@ def test_a_step_sampled_under_another_prompt_is_off_context(raw):
     plain, rewrite = expand([Expansion(state, 0, 1), Expansion(state, 0, 1, prompt="Rewrite this step: 1 + 1\n")],
                             policy, task, sampler, seed=0, iteration=0)
     assert not state.tree[plain[0]]["off_context"] and state.tree[rewrite[0]]["off_context"]
+
+
+class MergingTokens:
+    """Characters as ids, except that "xy" is one token: a step's text, tokenised after the
+    text before it, can change the tokens before the step boundary."""
+
+    def encode_prompt(self, text):
+        ids, i = [], 0
+        while i < len(text):
+            merged = text.startswith("xy", i)
+            ids.append(1000 if merged else ord(text[i]))
+            i += 2 if merged else 1
+        return ids
+
+
+@pytest.mark.parametrize("guide_text, encodes", [("z", True), ("y", False)], ids=["extends", "merges"])
+def test_a_step_no_sampler_wrote_is_encoded_from_its_text_only_if_that_extends_the_ids_before_it(guide_text, encodes):
+    tree = SearchTree("p", "ax")  # the prompt ends in "x": a guide step starting with "y" merges into it
+    guide = tree.add_child(tree.root, guide_text, off_context=True, finish_reason="guide")
+    tree.add_child(guide, "b", token_ids=[ord("b")], logprobs=[-1.0], terminal=True, reward=1.0)
+    result = SearchResult(None, tree, tokens=1, calls=1, wall_time=0.0)
+    rollouts, dropped = build_rollouts(MergingTokens(), [result])
+    if encodes:
+        assert [r.response_ids for r in rollouts] == [[ord("z"), ord("b")]] and rollouts[0].loss_mask == [0.0, 1.0]
+    else:
+        assert rollouts == [] and dropped["retokenise"] == 1
 
 
 def test_grpo_trains_spliced_traces_on_their_own_steps_and_counts_drops_by_reason(raw):

@@ -79,7 +79,8 @@ def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) ->
     response, logps, ends = [], [], []
     last = len(trace.steps) - 1
     for i, (ids, lps) in enumerate(zip(trace.step_token_ids, trace.step_logprobs)):
-        if not ids and not lps and result.tree[trace.node_ids[i]]["off_context"]:
+        written = not ids and not lps and result.tree[trace.node_ids[i]]["off_context"]
+        if written:  # re-tokenised from its text, so the check below holds by construction
             ids = _context_ids(policy, trace, i, prompt_ids + response)
             lps = [0.0] * len(ids)  # a placeholder: these tokens get loss mask 0, and every use of them is masked
         if len(ids) != len(lps) or not ids:
@@ -89,7 +90,9 @@ def encode_trace(policy: TrainablePolicy, result: SearchResult, trace: Trace) ->
         response += ids
         logps += lps
         ends.append(len(response))
-        if i < last and list(policy.encode_prompt(trace.prompt + "".join(trace.steps[: i + 1]))) != prompt_ids + response:
+        check_next_context = i < last and not written
+        if check_next_context and list(policy.encode_prompt(trace.prompt + "".join(trace.steps[: i + 1]))) != (
+                prompt_ids + response):
             raise TokenMismatch(
                 f"problem {trace.problem_id}, trace node {trace.node_ids[i]}: the step's text does not tokenise back "
                 "to its sampled ids, so the next step was sampled from a different context")
