@@ -7,6 +7,7 @@ import copy
 import math
 
 import pytest
+import torch
 
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
@@ -119,6 +120,35 @@ def test_grpo_trains_spliced_traces_on_their_own_steps_and_counts_drops_by_reaso
     assert stats["pg_rollouts"] == 3 and stats["off_context_tokens"] == len(state.tree[child]["token_ids"])
     rollouts, _ = build_rollouts(policy, [result])
     assert stats["pg_tokens"] == sum(len(r.response_ids) for r in rollouts) - stats["off_context_tokens"]
+
+
+def test_ppo_gae_whitens_and_kl_penalises_only_the_tokens_it_trains(raw):
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    state, _, child = spliced_state(task, policy)
+    result = SearchResult(state.problem, state.tree, tokens=0, calls=0, wall_time=0.0)
+    trainer = PPO(lr=1e-4, minibatch_size=8, advantage="gae", kl_coef=0.05)
+    trainer.setup(policy, task)
+    trained = []
+    trainer.update = lambda rollouts, iteration: trained.extend(rollouts) or {}  # stop before the update
+    trainer.step(1, [result])
+    with torch.no_grad():  # a reference unlike the policy, and varied values: non-zero KL and advantages
+        for p in trainer.ref_model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    trainer.score_rollouts(trained)
+    values = torch.Generator().manual_seed(0)
+    for r in trained:
+        r.old_values = torch.randn(len(r.response_ids), generator=values).tolist()
+    trainer.assign_advantages(trained)
+    mask = [m for r in trained for m in r.loss_mask]
+    adv = [a for r in trained for a, m in zip(r.advantages, r.loss_mask) if m]
+    assert 0 < len(adv) < len(mask)  # the crossover child's answer step is context
+    mean = sum(adv) / len(adv)
+    assert abs(mean) < 1e-5 and sum((a - mean) ** 2 for a in adv) / len(adv) == pytest.approx(1.0, abs=1e-4)
+    for r, rewards in zip(trained, trainer.token_rewards(trained)):
+        ends = {e - 1 for e in r.step_ends}
+        assert all(x == 0.0 for i, (x, m) in enumerate(zip(rewards, r.loss_mask)) if not m and i not in ends)
+        assert any(x != 0.0 for i, (x, m) in enumerate(zip(rewards, r.loss_mask)) if m and i not in ends)
 
 
 @pytest.mark.parametrize("make", [lambda mode: GRPO(lr=1e-4, minibatch_size=8, old_logp=mode),
