@@ -20,6 +20,7 @@ from training.ei import ExpertIteration
 from training.grpo import GRPO
 from training.ppo import PPO
 from training.rollouts import build_rollouts, encode_trace, mask_off_context
+from training.token_batch import make_batch, unpad
 
 from composing import composed
 
@@ -247,3 +248,34 @@ def test_recomputed_old_logp_removes_the_bf16_vllm_mismatch(model_dir, tmp_path)
     print({m: (r["ratio_dev"], r.get("sampler_ratio_dev")) for m, r in dev.items()})
     assert dev["recompute"]["ratio_dev"] < 1e-6 and dev["sampler"]["ratio_dev"] > 5e-4
     assert dev["recompute"]["sampler_ratio_dev"] == pytest.approx(dev["sampler"]["ratio_dev"], rel=0.3)
+
+
+@pytest.mark.parametrize("critic", ["shared", "separate"])
+def test_ppo_scores_old_logp_entropy_and_a_shared_critics_values_in_one_policy_pass(raw, critic):
+    """Before the update PPO runs the policy once per micro batch: pi_old, entropy and (with a
+    shared backbone) the critic's values come off that one pass (issue 14: it ran twice), and
+    the values are the ones a pass of their own gives."""
+    task, policy, weights = raw
+    policy.model.load_state_dict(weights)
+    results = Sampling(n=2, max_new_tokens=24, seed=3).search(task.problems("train", limit=6, seed=0), policy, task,
+                                                              Budget())
+    trainer = PPO(lr=1e-4, minibatch_size=4, advantage="gae", kl_coef=0.0, critic=critic)
+    trainer.setup(policy, task)
+    with torch.no_grad():  # a zero-initialised head would make any two value passes agree
+        trainer.value_head.linear.weight.normal_(generator=torch.Generator().manual_seed(0))
+    trainer.critic_active = True
+    rollouts, _ = build_rollouts(policy, results)
+    passes = []
+    hook = policy.model.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        trainer.score_rollouts(rollouts)
+    finally:
+        hook.remove()
+    assert len(passes) == -(-len(rollouts) // 4)  # one per micro batch of 4
+    backbone = trainer.critic_model if critic == "separate" else policy.model
+    for r in rollouts[:3]:
+        batch = make_batch([r], trainer.pad_id, ())
+        with torch.no_grad():
+            hidden = backbone(**batch.inputs, output_hidden_states=True).hidden_states[-1][:, :-1]
+            own = unpad(trainer.value_head(hidden), [r])[0]
+        assert r.old_values == pytest.approx(own, abs=1e-5) and any(abs(v) > 1e-3 for v in own)

@@ -179,11 +179,14 @@ class PolicyGradientTrainer(MinibatchUpdate):
     def score_rollouts(self, rollouts: list[Rollout]) -> dict[str, float]:
         """Before the update: pi_old (recomputed by the trained model, or the sampler's), the
         policy's mean entropy on its own trained tokens, reference log-probs (when a KL
-        penalty is on) and the critic's values (the 'old values' of value clipping and GAE)."""
+        penalty is on) and the critic's values (the 'old values' of value clipping and GAE).
+        A critic that shares the policy's backbone reads its values off the same pass (one
+        policy forward per micro batch, not two)."""
         entropy, sampler_dev, tokens = 0.0, 0.0, 0.0
+        shared_head = self.value_head if self.critic_active and self.critic_model is None else None
         for chunk in self.minibatches(rollouts, size=self.micro_batch_size):
             batch = make_batch(chunk, self.pad_id, ("sampler_logp",))
-            scores = forward(self.policy.model, batch, entropy=True)
+            scores = forward(self.policy.model, batch, shared_head, entropy=True)  # a shared critic's values too
             logp = scores["logp"] if self.old_logp == "recompute" else batch.tensors["sampler_logp"]
             for r, lp in zip(chunk, unpad(logp, chunk)):
                 r.old_logp = lp
@@ -195,7 +198,7 @@ class PolicyGradientTrainer(MinibatchUpdate):
                 for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
                     r.ref_logp = lp
             if self.critic_active:
-                for r, v in zip(chunk, unpad(self.values(batch, None, self.train_modules()), chunk)):
+                for r, v in zip(chunk, unpad(self.values(batch, scores, self.train_modules()), chunk)):
                     r.old_values = v
         tokens = max(tokens, 1.0)
         stats = {"entropy": entropy / tokens}
