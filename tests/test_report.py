@@ -269,6 +269,18 @@ def strategy_grid(path: Path) -> Sweep:
     return s
 
 
+def test_a_flagged_sampling_reference_invalidates_the_cells_measured_against_it(tmp_path: Path) -> None:
+    """A Δ against a reference that does not measure what its name says is no evidence either."""
+    s = Sweep(tmp_path / "grid")
+    for strategy, spent in (("sampling", 0.5), ("tot", 1.0)):
+        for seed in range(2):
+            s.add(strategy, "ei", seed, [0.2, 0.3, 0.3, 0.3], spent=spent,
+                  labs=[lab([8] * 8, [0] * 4)] + [lab([8] * 8, [0] * 4)] * 3)
+    (row,) = write_report(s.path).answer
+    assert (row.strategy, row.verdict) == ("tot", "invalid cell")
+    assert row.why == "reference sampling × ei: spent 0.50 of its budget (< 0.9)"
+
+
 def test_the_answer_judges_each_strategy_against_sampling(tmp_path: Path) -> None:
     s = strategy_grid(tmp_path / "grid")
     report = write_report(s.path)

@@ -9,8 +9,9 @@ verdict reads the Δ of `beyond_support/pass@K` (K the largest k evaluated), wit
 * yes: the interval's lower bound > 0 (the strategy solves more beyond support);
 * no: its upper bound < 0.05 (at most a negligible gain);
 * inconclusive otherwise (or with < 2 seeds on a side, or no lab metrics);
-* invalid cell: the cell is health-flagged (`training.cell_health`): its numbers do not
-  measure what its name says, so no verdict is drawn from them.
+* invalid cell: the cell, or the sampling cell it is measured against, is health-flagged
+  (`training.cell_health`): its numbers do not measure what its name says, so no verdict is
+  drawn from them.
 
 A cell whose final cumulative tokens differ from sampling's by more than 10% is marked:
 the comparison is then not at equal compute.
@@ -121,7 +122,9 @@ def answer(cells: Cells, flags: dict[tuple[str, str], list[str]]) -> list[Strate
             key = name.replace("@K", f"@{ks[-1]}") if ks else name
             metrics[key], intervals[name] = delta(runs, baseline, key)
         key = VERDICT_METRIC.replace("@K", f"@{ks[-1]}") if ks else VERDICT_METRIC
-        verdict, why = judge(intervals[VERDICT_METRIC], flags.get((strategy, trainer), []), baseline, reference, key)
+        own = flags.get((strategy, trainer), [])
+        theirs = [f"reference {SAMPLING} × {reference}: {f}" for f in flags.get((SAMPLING, reference), [])]
+        verdict, why = judge(intervals[VERDICT_METRIC], own + theirs, baseline, reference, key)
         rows.append(StrategyRow(strategy, trainer, len(runs), tokens_text(runs, baseline), metrics, verdict, why))
     return rows
 
