@@ -107,6 +107,18 @@ def test_an_ei_still_rising_at_the_end_is_no_plateau(tmp_path: Path) -> None:
     assert (f.verdict, f.why) == (NOT_REPRODUCED, "still rising: the last two iterations gain significantly")
 
 
+def test_a_comparison_reading_a_health_flagged_cell_is_inconclusive_with_its_numbers(reproducing: Path) -> None:
+    """A runaway PPO cell (flagged by the report's health table) proves nothing for or against
+    the findings that read it; the findings that read only EI keep their verdicts."""
+    cells = complete_cells(collect_runs(reproducing))
+    flag = "update approx_kl 0.22 (> 0.1): the update moved the policy far from the one that sampled its rollouts"
+    f = {x.number: x for x in fidelity(cells, {("sampling", "ppo"): [flag], ("sampling", "ei"): []})}
+    assert {n: x.verdict for n, x in f.items()} == {1: INCONCLUSIVE, 2: REPRODUCED, 3: INCONCLUSIVE,
+                                                     4: INCONCLUSIVE, 5: REPRODUCED, 6: INCONCLUSIVE}
+    assert f[1].why == f"sampling × ppo is health-flagged: {flag}"
+    assert f[1].measured == findings(reproducing)[1].measured  # the numbers are still shown
+
+
 def test_missing_cells_and_short_runs_are_inconclusive_with_why(tmp_path: Path) -> None:
     s = Sweep(tmp_path / "ei_only")
     for seed in range(3):

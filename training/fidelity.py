@@ -32,14 +32,16 @@ seed makes the finding inconclusive, with why):
 6. Sampling-based RL solves almost nothing beyond support: final beyond_support/pass@1 of
    sampling × ei and × ppo over seeds. Reproduced if CI upper <= 0.05; not reproduced if CI
    lower > 0.05; else inconclusive. pass@K and the slice's problem count are shown too.
-A finding with several comparisons (3-6) is not reproduced if any comparison is not,
-reproduced if all are, else inconclusive.
+A comparison that reads a health-flagged cell (`training.cell_health`) is inconclusive, its
+numbers still shown. A finding with several comparisons (3-6) is not reproduced if any
+comparison is not, reproduced if all are, else inconclusive.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
 
 from training.instruments import crossover_k
@@ -47,6 +49,7 @@ from training.intervals import over_seeds, welch
 from training.runs import Run, pass_ks
 
 Cells = dict[tuple[str, str], list[Run]]
+Flags = dict[tuple[str, str], list[str]]  # the health flags of a cell (training.cell_health), by (strategy, trainer)
 SAMPLING = "sampling"
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MIN_SEEDS, MIN_ITERATIONS = 2, 3
@@ -190,11 +193,16 @@ def beyond_support(cells: Cells, label: str) -> Part:
     return Part(INCONCLUSIVE, measured, f"{label}: pass@1 interval reaches {p1.high:.3f} > 0.05")
 
 
-def part(rule: Callable[..., Part], *args: object) -> Part:
+def part(rule: Callable[..., Part], *args: object, reads: tuple[str, ...] = (), flags: Flags | None = None) -> Part:
+    """`rule(*args)`, inconclusive when a cell it needs is missing, or (its numbers still shown)
+    when one of the sampling cells it `reads` is health-flagged: a broken cell proves nothing."""
     try:
-        return rule(*args)
+        judged = rule(*args)
     except Missing as e:
         return Part(INCONCLUSIVE, why=str(e))
+    broken = [f"{SAMPLING} × {label} is health-flagged: {'; '.join(flags[SAMPLING, label])}"
+              for label in reads if flags and flags.get((SAMPLING, label))]
+    return Part(INCONCLUSIVE, judged.measured, "; ".join(broken)) if broken else judged
 
 
 def combine(number: int, claim: str, parts: list[Part]) -> Finding:
@@ -210,20 +218,24 @@ def trainers_with(cells: Cells, suffix: str) -> list[str]:
     return sorted({t[: -len(suffix)] for s, t in cells if s == SAMPLING and t.endswith(suffix)})
 
 
-def fidelity(cells: Cells) -> list[Finding]:
-    """The six findings of the module docstring, judged on `cells` (complete runs by cell)."""
+def fidelity(cells: Cells, flags: Flags | None = None) -> list[Finding]:
+    """The six findings of the module docstring, judged on `cells` (complete runs by cell);
+    a comparison that reads a cell `flags` marks (`training.cell_health`) is inconclusive."""
     dense = sorted({"ppo", *trainers_with(cells, "+dense")})
+    pretrained = trainers_with(cells, "@pretrained") or ["ei", "ppo"]
+    judged = partial(part, flags=flags)
     return [
-        combine(1, "EI ≈ PPO in final maj@1 (Havrilla et al.)", [part(ei_vs_ppo, cells)]),
-        combine(2, "plateau: EI's first iteration gains, its last two do not", [part(plateau, cells)]),
+        combine(1, "EI ≈ PPO in final maj@1 (Havrilla et al.)", [judged(ei_vs_ppo, cells, reads=("ei", "ppo"))]),
+        combine(2, "plateau: EI's first iteration gains, its last two do not",
+                [judged(plateau, cells, reads=("ei",))]),
         combine(3, "pass@k at large k barely moves; crossover with the base (Yue et al.)",
-                [part(passk_barely_moves, cells, t) for t in ("ei", "ppo")]),
+                [judged(passk_barely_moves, cells, t, reads=(t,)) for t in ("ei", "ppo")]),
         combine(4, "dense step rewards do not beat sparse (Havrilla et al.)",
-                [part(dense_vs_sparse, cells, t) for t in dense]),
+                [judged(dense_vs_sparse, cells, t, reads=(t, f"{t}+dense")) for t in dense]),
         combine(5, "RL narrows the pretrained-vs-SFT gap (Havrilla et al.)",
-                [part(narrowing, cells, t) for t in trainers_with(cells, "@pretrained") or ("ei", "ppo")]),
+                [judged(narrowing, cells, t, reads=(t, f"{t}@pretrained")) for t in pretrained]),
         combine(6, "sampling-based RL solves almost nothing beyond support",
-                [part(beyond_support, cells, t) for t in ("ei", "ppo")]),
+                [judged(beyond_support, cells, t, reads=(t,)) for t in ("ei", "ppo")]),
     ]
 
 

@@ -94,9 +94,10 @@ def write_report(*sweep_dirs: str | Path) -> Report:
     table = summarise(runs)
     health = health_rows(runs)
     cells = complete_cells(runs)
+    flags = {(s, t): h["flags"] for s, t, h in health}
     report = Report(markdown_table(table, k), [r for r in runs if r.problem is not None],
-                    [sweeps[0] / "report.md", sweeps[0] / "report.csv"], health, fidelity.fidelity(cells),
-                    verdicts.answer(cells, {(s, t): h["flags"] for s, t, h in health}))
+                    [sweeps[0] / "report.md", sweeps[0] / "report.csv"], health, fidelity.fidelity(cells, flags),
+                    verdicts.answer(cells, flags))
     report.files += _figures(runs, sweeps[0], k)
     report.files[0].write_text("\n".join(_sections(report, runs, sweeps)), encoding="utf-8")
     report.files[1].write_text(csv_text(table, k), encoding="utf-8")
