@@ -111,7 +111,7 @@ def test_a_comparison_reading_a_health_flagged_cell_is_inconclusive_with_its_num
     """A runaway PPO cell (flagged by the report's health table) proves nothing for or against
     the findings that read it; the findings that read only EI keep their verdicts."""
     cells = complete_cells(collect_runs(reproducing))
-    flag = "update approx_kl 0.22 (> 0.1): the update moved the policy far from the one that sampled its rollouts"
+    flag = "update approx_kl 0.22 (> 0.15): the update moved the policy far from the one that sampled its rollouts"
     f = {x.number: x for x in fidelity(cells, {("sampling", "ppo"): [flag], ("sampling", "ei"): []})}
     assert {n: x.verdict for n, x in f.items()} == {1: INCONCLUSIVE, 2: REPRODUCED, 3: INCONCLUSIVE,
                                                      4: INCONCLUSIVE, 5: REPRODUCED, 6: INCONCLUSIVE}

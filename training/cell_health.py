@@ -6,8 +6,8 @@ budget (`spent_fraction_mean`), its node evaluator told good states from bad no 
 than AUC 0.55 (`value_auc`), its trainer dropped more than 5% of the searched traces
 (`traces_dropped` ÷ `n_traces`), or a policy-gradient update left the policy that sampled
 its rollouts far behind: `approx_kl` (the mean of log π_old − log π over an update's
-tokens) above 0.1 in any round of any run. On the laboratory's rounds of 1,789 problems,
-healthy PPO rounds measured 0.015–0.074; PPO at 714 steps a round reached 0.49–0.74 by round 2
+tokens) above 0.15 in any round of any run. On the laboratory's rounds of 1,789 problems,
+healthy PPO rounds measured 0.015–0.097; PPO at 714 steps a round reached 0.49–0.74 by round 2
 while its maj@1 fell from 0.13 to 0.05–0.10, and one seed at ~90 steps a round reached 0.22 in
 round 3 (entropy up 0.10 → 0.14, pass@64 0.57 → 0.37): such a cell measures an update that ran
 away, not the trainer. The figures themselves are written by `search.health` and the
@@ -22,7 +22,7 @@ from typing import Any
 
 from search.expand import STOP_REASONS
 
-MIN_SPENT, MIN_AUC, MAX_DROPPED, MAX_APPROX_KL = 0.9, 0.55, 0.05, 0.1
+MIN_SPENT, MIN_AUC, MAX_DROPPED, MAX_APPROX_KL = 0.9, 0.55, 0.05, 0.15
 
 
 def _mean(values: Iterable[Any]) -> float | None:
