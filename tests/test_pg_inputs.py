@@ -265,6 +265,7 @@ def test_ppo_scores_old_logp_entropy_and_a_shared_critics_values_in_one_policy_p
         trainer.value_head.linear.weight.normal_(generator=torch.Generator().manual_seed(0))
     trainer.critic_active = True
     rollouts, _ = build_rollouts(policy, results)
+    assert len(rollouts) > 4  # at least two micro batches
     passes = []
     hook = policy.model.register_forward_hook(lambda *_: passes.append(1))
     try:
