@@ -96,17 +96,21 @@ def assert_same_weights(single, parallel, start):
         assert float((parallel[k] - v).abs().max()) < 5e-4, k
 
 
-def assert_same_moments(single: torch.optim.Optimizer, parallel: torch.optim.Optimizer):
-    """AdamW's step count and moments per parameter, to 1e-4 of each tensor's largest entry
-    (measured: 4e-6): the gradients' scale, not only their sign. A slice weighted by a wrong
-    normaliser moves them by a few percent (5/9 against 1/2) or by half (the world factor)."""
+def assert_same_moments(single: torch.optim.Optimizer, parallel: torch.optim.Optimizer, rel: float = 1e-4):
+    """AdamW's step count and moments per parameter, to `rel` of each tensor's largest entry
+    (one step, measured: 4e-6): the gradients' scale, not only their sign. A slice weighted by
+    a wrong normaliser moves them by a few percent (5/9 against 1/2) or by half (the world factor).
+    A tensor whose moments are under 1e-3 of the largest of any tensor (a gradient of ~0) holds
+    only summation-order noise, so its scale is floored there: one such exp_avg_sq, max 5e-9,
+    differed by 1.1e-4 of itself on a fresh machine, 6e-13 in absolute terms."""
     a, b = single.state_dict()["state"], parallel.state_dict()["state"]
     assert a.keys() == b.keys() and a
-    for i in a:
-        assert int(a[i]["step"]) == int(b[i]["step"])
-        for name in ("exp_avg", "exp_avg_sq"):
-            scale = float(a[i][name].abs().max())
-            assert float((b[i][name] - a[i][name]).abs().max()) <= 1e-4 * scale, (i, name)
+    for name in ("exp_avg", "exp_avg_sq"):
+        floor = 1e-3 * max(float(state[name].abs().max()) for state in a.values())
+        for i in a:
+            assert int(a[i]["step"]) == int(b[i]["step"])
+            scale = max(float(a[i][name].abs().max()), floor)
+            assert float((b[i][name] - a[i][name]).abs().max()) <= rel * scale, (i, name)
 
 
 @pytest.mark.slow
@@ -140,7 +144,10 @@ def test_expert_iteration_on_two_workers_equals_one_process_and_keeps_its_optimi
                                           reset_each_round=False, good_threshold=0.0, runner=runner)
     (single, w1, stats), (parallel, w2, _) = train_both(searched, make, iterations=2)
     assert stats["dataset_size"] % 5 and stats["dataset_size"] > 5  # a short last batch, slices of unequal size
-    assert_same_moments(single.optimizer, parallel.optimizer)
+    # after several steps the moments follow weights that float noise has moved (Adam's 1/sqrt(v)
+    # amplifies it, see assert_same_weights): measured up to 2e-4 of a tensor's scale, against the
+    # 5-50% a wrong normaliser gives
+    assert_same_moments(single.optimizer, parallel.optimizer, rel=2e-3)
     assert int(single.optimizer.state_dict()["state"][0]["step"]) == 2 * -(-stats["dataset_size"] // 5)
     assert_same_weights(w1, w2, searched[1].state_dict())
 
