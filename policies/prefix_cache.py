@@ -6,6 +6,12 @@ prefill only the new suffix. Entries are per-sequence KV (one tensor pair per la
 [kv_heads, tokens, head_dim]); a node holds the segment for the token ids on its edge.
 Every segment owns its storage (inserts and edge splits copy), so the bytes counted are
 the bytes held, and evicting a node frees its memory.
+
+Eviction pops least-recently-used leaves off a heap that lives as long as the tree: a touch
+or a new leaf pushes an entry, and an entry is stale (skipped) once its node was touched
+again, gained a child or left the tree. A full cache thus evicts in O(log n) per insert; a
+heap rebuilt from a walk of the tree at every insert made a 1,024-problem ToT round spend
+half its time walking the tree (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ class PrefixCache:
         self.size = 0  # tokens held
         self.bytes = 0  # bytes of KV held
         self.evictions = 0
-        self._root = _Node((), [], None)
         self._clock = itertools.count(1)
+        self.clear()
 
     def clear(self) -> None:
         self._root = _Node((), [], None)
         self.size = self.bytes = 0
+        self._nodes_held = 0
+        self._leaves: list[tuple[int, int, _Node]] = []  # (last_used, tie-break, node); stale entries skipped
 
     def match(self, ids: list[int]) -> tuple[int, KV]:
         """The longest cached prefix of `ids`: its length and its KV (concatenated per layer)."""
@@ -60,7 +68,7 @@ class PrefixCache:
                 break
             common = _common_length(child.tokens, ids[matched:])
             segments.append([(k[:, :common], v[:, :common]) for k, v in child.kv])
-            child.last_used = tick
+            self._touch(child, tick)
             matched += common
             if common < len(child.tokens):
                 break
@@ -82,7 +90,8 @@ class PrefixCache:
                 count = len(ids) - pos
                 segment = [(k[:, :count].clone(), v[:, :count].clone()) for k, v in kv_from(pos)]
                 child = node.children[ids[pos]] = _Node(tuple(ids[pos:]), segment, node)
-                child.last_used = tick
+                self._nodes_held += 1
+                self._touch(child, tick)
                 self.size += count
                 self.bytes += _nbytes(segment)
                 node = child
@@ -90,7 +99,7 @@ class PrefixCache:
             common = _common_length(child.tokens, ids[pos:])
             if common < len(child.tokens):
                 self._split(child, common)
-            child.last_used = tick
+            self._touch(child, tick)
             node, pos = child, pos + common
         self._evict(protect=node)
 
@@ -103,25 +112,57 @@ class PrefixCache:
             grandchild.parent = tail
         node.tokens, node.kv = node.tokens[:at], [(k[:, :at].clone(), v[:, :at].clone()) for k, v in node.kv]
         node.children = {tail.tokens[0]: tail}
+        self._nodes_held += 1
+        if not tail.children:
+            self._push(tail)
+
+    def _touch(self, node: _Node, tick: int) -> None:
+        node.last_used = tick
+        if not node.children:
+            self._push(node)
+
+    def _push(self, leaf: _Node) -> None:
+        """Offer `leaf` for eviction at its current `last_used`; when stale entries
+        outnumber the live nodes, rebuild the heap from the tree (amortised O(1))."""
+        heapq.heappush(self._leaves, (leaf.last_used, next(self._clock), leaf))
+        if len(self._leaves) > 2 * self._nodes_held + 64:
+            self._leaves = [(n.last_used, next(self._clock), n) for n in self._nodes() if not n.children]
+            heapq.heapify(self._leaves)
+
+    def _current(self, entry: tuple[int, int, _Node]) -> bool:
+        """Whether a heap entry still names a leaf of the tree at its recorded use."""
+        last_used, _, node = entry
+        return (node.parent is not None and not node.children and node.last_used == last_used
+                and node.parent.children.get(node.tokens[0]) is node)
 
     def _evict(self, protect: _Node) -> None:
-        """Drop least-recently-used leaves until the bound holds (the newest entry last)."""
-        if not self._over():
-            return
-        leaves = [(n.last_used, id(n), n) for n in self._nodes() if not n.children]
-        heapq.heapify(leaves)
-        while self._over() and leaves:
-            _, _, leaf = heapq.heappop(leaves)
-            if leaf is protect and leaves:
-                heapq.heappush(leaves, (next(self._clock), id(leaf), leaf))
+        """Drop least-recently-used leaves until the bound holds; `protect` (the entry just
+        inserted) goes last, only when no other leaf is left."""
+        deferred = []
+        while self._over():
+            if self._leaves:
+                entry = heapq.heappop(self._leaves)
+            elif deferred:
+                entry = deferred.pop()
+            else:
+                break
+            if not self._current(entry):
+                continue
+            leaf = entry[2]
+            if leaf is protect and self._leaves:
+                deferred.append(entry)
                 continue
             parent = leaf.parent
             del parent.children[leaf.tokens[0]]
             self.size -= len(leaf.tokens)
             self.bytes -= _nbytes(leaf.kv)
+            leaf.parent, leaf.kv = None, []  # stale heap entries must not keep its KV alive
+            self._nodes_held -= 1
             self.evictions += 1
             if parent is not self._root and not parent.children:
-                heapq.heappush(leaves, (parent.last_used, id(parent), parent))
+                self._push(parent)
+        for entry in deferred:
+            heapq.heappush(self._leaves, entry)
 
     def _over(self) -> bool:
         return self.size > self.max_tokens or (self.max_bytes is not None and self.bytes > self.max_bytes)

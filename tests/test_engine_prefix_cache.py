@@ -107,6 +107,62 @@ def test_lru_evicts_the_least_recently_used_branch():
     assert cache.match([4, 5, 6])[0] < 3
 
 
+class WalkingCache(PrefixCache):
+    """The reference eviction: walk the tree for its leaves at every insert, evict the least
+    recently used first (the entry just inserted last)."""
+
+    def _evict(self, protect):
+        while self._over():
+            leaves = sorted((n for n in self._nodes() if not n.children), key=lambda n: n.last_used)
+            leaf = next((n for n in leaves if n is not protect), protect)
+            del leaf.parent.children[leaf.tokens[0]]
+            self.size -= len(leaf.tokens)
+            self.bytes -= sum(k.nbytes + v.nbytes for k, v in leaf.kv)
+
+
+def _contents(cache: PrefixCache) -> set[tuple[int, ...]]:
+    """Every cached root-to-leaf sequence."""
+    out, stack = set(), list(cache._root.children.values())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children.values())
+        if not node.children:
+            ids, up = [], node
+            while up.parent is not None:
+                ids[:0] = up.tokens
+                up = up.parent
+            out.add(tuple(ids))
+    return out
+
+
+def test_the_lasting_leaf_heap_evicts_what_a_walk_of_the_tree_would(monkeypatch):
+    """Random search-like traffic (shared prefixes, splits, touches, a full cache): after
+    every call the heap-based cache holds exactly what the walking reference holds, and it
+    walks the tree only to compact its heap, not at every insert (the old eviction walked at
+    every insert of a full cache: quadratic in the cache's size)."""
+    rng = torch.Generator().manual_seed(0)
+    fast, slow = PrefixCache(max_tokens=60, max_bytes=200), WalkingCache(max_tokens=60, max_bytes=200)
+    walks = []
+    original = PrefixCache._nodes
+    monkeypatch.setattr(PrefixCache, "_nodes", lambda self: (walks.append(self), original(self))[1])
+    sequences = [[1]]
+    for step in range(3000):
+        base = sequences[int(torch.randint(len(sequences), (1,), generator=rng))]
+        ids = base[: int(torch.randint(1, len(base) + 1, (1,), generator=rng))]
+        ids = ids + torch.randint(1, 4, (int(torch.randint(0, 6, (1,), generator=rng)),), generator=rng).tolist()
+        if torch.rand(1, generator=rng) < 0.3:
+            assert fast.match(ids)[0] == slow.match(ids)[0]
+        else:
+            fast.insert(ids, _kv_from(len(ids)))
+            slow.insert(ids, _kv_from(len(ids)))
+            sequences = (sequences + [ids])[-50:]
+        assert fast.size <= 60 and fast.bytes <= 200
+        assert (fast.size, fast.bytes) == (slow.size, slow.bytes) and _contents(fast) == _contents(slow), step
+    walks = [w for w in walks if w is fast]
+    assert fast.evictions > 500
+    assert len(walks) < fast.evictions / 20
+
+
 def _held_bytes(cache: PrefixCache) -> int:
     """Bytes of every storage the cache's tensors keep alive (a view keeps its whole base)."""
     storages = {}
