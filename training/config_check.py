@@ -32,6 +32,7 @@ _SFT = {  # training.sft.SFTConfig, training.orm.ORMConfig
 TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "seed": SEED,
     **{f"sft.{k}": v for k, v in _SFT.items()},
+    "sft.group_by_length": Knob(bool),
     "good_threshold": Knob(float, null=True),
     "bad_per_good": Knob(float, ge=0, null=True),
     "lr": POSITIVE,

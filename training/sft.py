@@ -28,6 +28,10 @@ class SFTConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     max_length: int = 512
+    group_by_length: bool = False  # batches of similar length (less padding); see `epoch_batches`
+
+
+GROUP_BATCHES = 50  # batches per length-sorted group, as transformers' LengthGroupedSampler
 
 
 def encode_pair(tokenizer, prompt: str, completion: str, eos: bool = True) -> tuple[list[int], list[int]]:
@@ -38,6 +42,25 @@ def encode_pair(tokenizer, prompt: str, completion: str, eos: bool = True) -> tu
     if eos and tokenizer.eos_token_id is not None:
         completion_ids = completion_ids + [tokenizer.eos_token_id]
     return list(prompt_ids), list(completion_ids)
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, group_by_length: bool,
+                  generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches of example indices. Plain: a random permutation cut into
+    batches. `group_by_length`: the permutation is cut into groups of `GROUP_BATCHES`
+    batches, each group sorted by length before it is cut into batches, and the batches of
+    the epoch are shuffled, so a batch pads to a similar length while the gradient steps
+    still visit short and long examples in random order (transformers' LengthGroupedSampler
+    keeps each group's batches in length order instead)."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if not group_by_length:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    group = GROUP_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: -lengths[i])
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int, max_length: int | None = None) -> dict[str, torch.Tensor]:
@@ -148,13 +171,13 @@ def sft(
     model.train()
     losses: list[float] = []
     tokens = 0
+    lengths = [len(p) + len(c) for p, c in encoded]
     steps = config.epochs * -(-len(encoded) // config.batch_size)
     bar = tqdm(total=steps, desc="sft", disable=not progress, leave=False)
     for _ in range(config.epochs):
         losses = []
-        order = torch.randperm(len(encoded), generator=generator).tolist()
-        for start in range(0, len(order), config.batch_size):
-            batch = collate([encoded[i] for i in order[start : start + config.batch_size]], pad_id, config.max_length)
+        for indices in epoch_batches(lengths, config.batch_size, config.group_by_length, generator):
+            batch = collate([encoded[i] for i in indices], pad_id, config.max_length)
             loss = batch_loss(model, batch, shard)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
