@@ -4,7 +4,8 @@ on the same tiny model, data and batch sizes, in one process. Prints tokens/s an
     python benchmarks/training_throughput.py --size 1m --sft-steps 8 --grpo-steps 2
 
 SFT tokens are prompt + completion tokens of the examples trained on (the same data for
-both). GRPO tokens are generated completion tokens per second of a whole step (sampling +
+both), in fp32, under bf16 autocast (ours `sft.autocast=bfloat16`, TRL `bf16=True`), and
+ours with `sft.group_by_length` (no TRL row: its sampler is a different option set). GRPO tokens are generated completion tokens per second of a whole step (sampling +
 update), since TRL's step includes its own generation. Both GRPO runs use no KL term
 (TRL's default beta = 0), one epoch, clip 0.2, `num_generations` samples per prompt.
 TRL is optional (only this script needs it); without it only our numbers are printed.
@@ -29,13 +30,14 @@ from training.grpo import GRPO
 from training.sft import SFTConfig, encode_pair, sft
 
 
-def sft_ours(model, tokenizer, examples, batch: int) -> float:
+def sft_ours(model, tokenizer, examples, batch: int, **options) -> float:
+    """`options`: SFTConfig's `autocast`, `group_by_length`."""
     started = time.perf_counter()
-    stats = sft(model, tokenizer, examples, SFTConfig(epochs=1, batch_size=batch, lr=1e-3), seed=0)
+    stats = sft(model, tokenizer, examples, SFTConfig(epochs=1, batch_size=batch, lr=1e-3, **options), seed=0)
     return stats["sft_tokens"] / (time.perf_counter() - started)
 
 
-def sft_trl(model, tokenizer, examples, batch: int) -> float:
+def sft_trl(model, tokenizer, examples, batch: int, bf16: bool = False) -> float:
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig, SFTTrainer
 
@@ -44,7 +46,7 @@ def sft_trl(model, tokenizer, examples, batch: int) -> float:
     with tempfile.TemporaryDirectory() as out:
         args = TRLSFTConfig(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=1e-3,
                             report_to="none", save_strategy="no", logging_strategy="no", use_cpu=True,
-                            disable_tqdm=True, dataloader_num_workers=0, shuffle_dataset=True, seed=0)
+                            disable_tqdm=True, dataloader_num_workers=0, shuffle_dataset=True, seed=0, bf16=bf16)
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         runtime = trainer.train().metrics["train_runtime"]
     return tokens / runtime
@@ -119,26 +121,32 @@ def main() -> None:
     task = Countdown(min_numbers=3, max_numbers=3, number_range=(1, 9), target_range=(2, 40), train_size=400)
     problems = task.problems("train")
     examples = [(task.prompt(p), task.reference_traces(p)[0]) for p in problems[: args.batch * args.sft_steps]]
-    model, tokenizer = build_tiny_model(args.size, seed=0)
-    initial = copy.deepcopy(model.state_dict())
-    sft_ours(model, tokenizer, examples[: args.batch], args.batch)  # warm-up
+    base, tokenizer = build_tiny_model(args.size, seed=0)
+
+    def fresh():
+        """An untouched copy of the initial model for every run: TRL (accelerate) wraps the
+        forward of the model it trains, and that wrapper must not reach the next run."""
+        return copy.deepcopy(base)
+
+    sft_ours(fresh(), tokenizer, examples[: args.batch], args.batch)  # warm-up
     print(f"model tiny-{args.size}, torch threads {torch.get_num_threads()}, TRL {trl.__version__ if trl else '-'}")
     print(f"{'workload':<40} {'ours':>10} {'TRL':>10} {'ours/TRL':>9}", flush=True)
 
-    model.load_state_dict(initial)
-    ours = sft_ours(model, tokenizer, examples, args.batch)
-    model.load_state_dict(initial)
-    compare("SFT step (prompt+completion tokens/s)", ours,
-            (lambda: sft_trl(model, tokenizer, examples, args.batch)) if trl else None)
+    compare("SFT step, group_by_length (ours only)",
+            sft_ours(fresh(), tokenizer, examples, args.batch, group_by_length=True), None)
+    compare("SFT step (prompt+completion tokens/s)", sft_ours(fresh(), tokenizer, examples, args.batch),
+            (lambda: sft_trl(fresh(), tokenizer, examples, args.batch)) if trl else None)
+    compare("SFT step, bf16 autocast (TRL bf16=True)",
+            sft_ours(fresh(), tokenizer, examples, args.batch, autocast="bfloat16"),
+            (lambda: sft_trl(fresh(), tokenizer, examples, args.batch, bf16=True)) if trl else None)
 
     grpo_problems = problems[-args.prompts :]
-    model.load_state_dict(initial)
-    ours = grpo_ours(HFPolicy(model, tokenizer), task, grpo_problems, args.grpo_steps, args.generations,
+    ours = grpo_ours(HFPolicy(fresh(), tokenizer), task, grpo_problems, args.grpo_steps, args.generations,
                      args.max_new_tokens)
-    model.load_state_dict(initial)
     compare("GRPO step (generated tokens/s)", ours,
-            (lambda: grpo_trl(model, tokenizer, task, grpo_problems, args.grpo_steps, args.generations,
+            (lambda: grpo_trl(fresh(), tokenizer, task, grpo_problems, args.grpo_steps, args.generations,
                               args.max_new_tokens)) if trl else None)
+
 
 if __name__ == "__main__":
     main()

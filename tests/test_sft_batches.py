@@ -1,6 +1,7 @@
 """SFT's batches: the plain order is the seeded permutation it always was; grouping by
 length pads less, visits every example once per epoch, and still learns."""
 
+import pytest
 import torch
 
 from policies.tiny import build_tiny_model
@@ -54,3 +55,25 @@ def test_sft_grouped_by_length_fits_the_data_on_fewer_padded_tokens(monkeypatch)
     assert seen[True][2] == seen[False][2] == 6 * sum(len(p) + len(c) for p, c in encoded)
     assert seen[True][0] < 0.8 * seen[False][0]
     assert seen[True][1] < 1.2 * seen[False][1] and seen[True][1] < 1.0  # both fit (the untrained loss is ~4.6)
+
+
+def test_bf16_autocast_takes_the_fp32_step_to_bf16_precision_and_keeps_fp32_weights():
+    """The same 4 steps in fp32 and under bf16 autocast: losses within bf16's precision,
+    weights still fp32, and a different run (autocast really on: bf16 rounding moves them)."""
+    _, tok = build_tiny_model("1m", seed=0)
+    examples = [(f"{i}*{i % 5}=", f"{i * (i % 5)}") for i in range(32)]
+    runs = {}
+    for autocast in (None, "bfloat16"):
+        model = build_tiny_model("1m", seed=0)[0]
+        stats = sft(model, tok, examples, SFTConfig(epochs=1, batch_size=8, lr=1e-3, autocast=autocast), seed=0)
+        runs[autocast] = (stats["loss"], model)
+    (loss32, m32), (loss16, m16) = runs[None], runs["bfloat16"]
+    assert abs(loss16 - loss32) < 0.02 * loss32
+    assert all(p.dtype == torch.float32 for p in m16.parameters())
+    gap = max(float((a - b).detach().abs().max()) for a, b in zip(m32.parameters(), m16.parameters()))
+    assert 0 < gap < 1e-2
+
+
+def test_an_unknown_autocast_dtype_is_one_clear_error():
+    with pytest.raises(ValueError, match=r"^sft\.autocast must be null or bfloat16, got 'float8'$"):
+        SFTConfig(autocast="float8")

@@ -33,6 +33,7 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "seed": SEED,
     **{f"sft.{k}": v for k, v in _SFT.items()},
     "sft.group_by_length": Knob(bool),
+    "sft.autocast": Knob(str, null=True),  # null | bfloat16 (SFTConfig says so when built)
     "good_threshold": Knob(float, null=True),
     "bad_per_good": Knob(float, ge=0, null=True),
     "lr": POSITIVE,

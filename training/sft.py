@@ -29,6 +29,11 @@ class SFTConfig:
     grad_clip: float = 1.0
     max_length: int = 512
     group_by_length: bool = False  # batches of similar length (less padding); see `epoch_batches`
+    autocast: str | None = None  # "bfloat16": forward and backward under bf16 autocast (fp32 weights and optimizer)
+
+    def __post_init__(self):
+        if self.autocast not in (None, "bfloat16"):
+            raise ValueError(f"sft.autocast must be null or bfloat16, got {self.autocast!r}")
 
 
 GROUP_BATCHES = 50  # batches per length-sorted group, as transformers' LengthGroupedSampler
@@ -172,13 +177,15 @@ def sft(
     losses: list[float] = []
     tokens = 0
     lengths = [len(p) + len(c) for p, c in encoded]
+    device = next(model.parameters()).device.type
     steps = config.epochs * -(-len(encoded) // config.batch_size)
     bar = tqdm(total=steps, desc="sft", disable=not progress, leave=False)
     for _ in range(config.epochs):
         losses = []
         for indices in epoch_batches(lengths, config.batch_size, config.group_by_length, generator):
             batch = collate([encoded[i] for i in indices], pad_id, config.max_length)
-            loss = batch_loss(model, batch, shard)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+                loss = batch_loss(model, batch, shard)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
