@@ -97,7 +97,7 @@ def test_kv_buffer_growth_keeps_results_exact(monkeypatch):
     """Rows outliving the first KV allocation are moved to a larger one, mid-decode."""
     model, tok = build_tiny_model("1m", seed=5)
     policy = HFPolicy(model, tok)
-    calls = [(PROMPTS, 2), (LONG_PROMPTS, 3)]  # prompt KV copied per row, then shared (n - 1 copies > 30 tokens)
+    calls = [(PROMPTS, 2), (LONG_PROMPTS, 3)]  # prompt KV copied per row, then shared (n copies > 30 tokens)
     references = [policy.sample(p, n=n, max_new_tokens=30, temperature=1.0, seed=3, stop=["\n"]) for p, n in calls]
     monkeypatch.setattr("policies.engine.INITIAL_DECODE_COLUMNS", 3)
     for (prompts, n), reference in zip(calls, references):
@@ -165,6 +165,7 @@ def test_shared_prompt_kv_gives_the_samples_of_copied_prompts(monkeypatch):
 
     monkeypatch.setattr(policies.engine, "DecodeCache", Recording)
     shared = policy.sample(LONG_PROMPTS, n=3, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
+    monkeypatch.setattr(policies.engine, "shares_prompt_kv", lambda *_: False)  # the copying path
     copied = policy.sample([p for p in LONG_PROMPTS for _ in range(3)], n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
     rows = 3 * len(LONG_PROMPTS)  # (prompts holding KV, shared, rows): one prompt KV per prompt, then per row
     assert allocated == [(len(LONG_PROMPTS), True, rows), (rows, False, rows)]
