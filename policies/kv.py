@@ -9,7 +9,7 @@ then holds only the generated tokens per row ([rows, kv_heads, columns, dim], gr
 needed), and `shared_prefix_attention` attends each row's query to its prompt's KV and to
 its own generated KV under one softmax; prompt-side products run on a [prompts, n] grid of
 queries, so a prompt's KV is read once for all of its samples. Or, when the copies are
-cheap next to what the call generates (n = 1, short prompts, long samples), it copies the
+cheap next to what the call generates (short prompts, long samples), it copies the
 prompt KV in front of each row's generated columns and attends with plain SDPA, which
 costs fewer kernel calls per step on CPU.
 """

@@ -165,10 +165,14 @@ def test_shared_prompt_kv_gives_the_samples_of_copied_prompts(monkeypatch):
 
     monkeypatch.setattr(policies.engine, "DecodeCache", Recording)
     shared = policy.sample(LONG_PROMPTS, n=3, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
+    repeated = [p for p in LONG_PROMPTS for _ in range(3)]
+    # one sample per prompt, as a tree round asks: its prompts' KV is read in place too
+    single = policy.sample(repeated, n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
     monkeypatch.setattr(policies.engine, "shares_prompt_kv", lambda *_: False)  # the copying path
-    copied = policy.sample([p for p in LONG_PROMPTS for _ in range(3)], n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
+    copied = policy.sample(repeated, n=1, max_new_tokens=20, temperature=1.0, seed=8, stop=["\n"])
     rows = 3 * len(LONG_PROMPTS)  # (prompts holding KV, shared, rows): one prompt KV per prompt, then per row
-    assert allocated == [(len(LONG_PROMPTS), True, rows), (rows, False, rows)]
+    assert allocated == [(len(LONG_PROMPTS), True, rows), (rows, True, rows), (rows, False, rows)]
+    assert [s.token_ids for per in single for s in per] == [s.token_ids for per in copied for s in per]
     shared, copied = [s for per in shared for s in per], [s for per in copied for s in per]
     assert len({tuple(s.token_ids) for s in shared}) > len(LONG_PROMPTS)  # samples of a prompt differ
     assert [s.token_ids for s in shared] == [s.token_ids for s in copied]

@@ -77,3 +77,11 @@ def test_bf16_autocast_takes_the_fp32_step_to_bf16_precision_and_keeps_fp32_weig
 def test_an_unknown_autocast_dtype_is_one_clear_error():
     with pytest.raises(ValueError, match=r"^sft\.autocast must be null or bfloat16, got 'float8'$"):
         SFTConfig(autocast="float8")
+
+
+def test_the_orm_refuses_the_sft_options_its_training_ignores():
+    from training.orm import ORMConfig
+
+    for option in ({"group_by_length": True}, {"autocast": "bfloat16"}):
+        with pytest.raises(ValueError, match=r"^orm\.train\.group_by_length and orm\.train\.autocast are SFT"):
+            ORMConfig(**option)

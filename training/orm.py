@@ -56,6 +56,12 @@ class ORMConfig(SFTConfig):
 
     threshold: float = 1.0  # reward at or above which a trace is labelled correct
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.group_by_length or self.autocast is not None:
+            raise ValueError("orm.train.group_by_length and orm.train.autocast are SFT options the ORM's "
+                             "training does not use: leave them unset")
+
 
 class OutcomeRewardModel(torch.nn.Module):
     """A transformer backbone (anything returning `last_hidden_state`) with a scalar head."""

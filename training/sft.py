@@ -36,7 +36,7 @@ class SFTConfig:
             raise ValueError(f"sft.autocast must be null or bfloat16, got {self.autocast!r}")
 
 
-GROUP_BATCHES = 50  # batches per length-sorted group, as transformers' LengthGroupedSampler
+GROUP_BATCHES = 50  # at most this many batches per length-sorted group, as transformers' LengthGroupedSampler
 
 
 def encode_pair(tokenizer, prompt: str, completion: str, eos: bool = True) -> tuple[list[int], list[int]]:
@@ -52,15 +52,16 @@ def encode_pair(tokenizer, prompt: str, completion: str, eos: bool = True) -> tu
 def epoch_batches(lengths: Sequence[int], batch_size: int, group_by_length: bool,
                   generator: torch.Generator) -> list[list[int]]:
     """One epoch's batches of example indices. Plain: a random permutation cut into
-    batches. `group_by_length`: the permutation is cut into groups of `GROUP_BATCHES`
-    batches, each group sorted by length before it is cut into batches, and the batches of
+    batches. `group_by_length`: the permutation is cut into groups of at most
+    `GROUP_BATCHES` batches and at least 4 groups an epoch (as transformers), each group
+    sorted by length before it is cut into batches, and the batches of
     the epoch are shuffled, so a batch pads to a similar length while the gradient steps
     still visit short and long examples in random order (transformers' LengthGroupedSampler
     keeps each group's batches in length order instead)."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
     if not group_by_length:
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    group = GROUP_BATCHES * batch_size
+    group = max(1, min(len(lengths) // (4 * batch_size), GROUP_BATCHES)) * batch_size
     batches = []
     for start in range(0, len(order), group):
         chunk = sorted(order[start : start + group], key=lambda i: -lengths[i])
