@@ -1,5 +1,6 @@
 """The report's health table: pooled figures and the flags that mark a broken cell."""
 
+from search.run_folder import finite
 from training.cell_health import cell_health, markdown, run_health
 
 
@@ -44,3 +45,13 @@ def test_an_update_that_leaves_its_rollouts_policy_far_behind_is_flagged():
     assert cell_health([run_health([train_row(approx_kl=0.15)])])["flags"] == []  # the limit, not over it
     assert cell_health([run_health([train_row()])])["approx_kl_max"] is None  # EI logs no approx_kl
     assert "| 0.490 | update approx_kl 0.49" in markdown([("sampling", "ppo", h)])
+
+
+def test_an_update_whose_approx_kl_was_not_a_number_is_flagged():
+    """The metrics file writes NaN as null: a PG row with `approx_kl: null` is a diverged update
+    (it must not read as "not measured", which is a row without the key, as EI's)."""
+    diverged = run_health([train_row(approx_kl=0.03), finite(train_row(approx_kl=float("nan")))])
+    h = cell_health([diverged, run_health([train_row(approx_kl=0.02)])])
+    assert h["approx_kl_nonfinite"] == 1 and h["approx_kl_max"] == 0.03
+    assert h["flags"] == ["update approx_kl not a number in 1 round(s): the update diverged"]
+    assert cell_health([run_health([train_row(), train_row()])])["flags"] == []  # EI: no key, no flag

@@ -6,7 +6,9 @@ budget (`spent_fraction_mean`), its node evaluator told good states from bad no 
 than AUC 0.55 (`value_auc`), its trainer dropped more than 5% of the searched traces
 (`traces_dropped` ÷ `n_traces`), or a policy-gradient update left the policy that sampled
 its rollouts far behind: `approx_kl` (the mean of log π_old − log π over an update's
-tokens) above 0.15 in any round of any run. On the laboratory's rounds of 1,789 problems,
+tokens) above 0.15 in any round of any run, or not a number in any round (a train row carries
+`approx_kl: null` where the update's mean was NaN or infinite: the metrics file writes
+non-finite numbers as null, and a row without the key is a trainer that has no such update). On the laboratory's rounds of 1,789 problems,
 healthy PPO rounds measured 0.015–0.097; PPO at 714 steps a round reached 0.49–0.74 by round 2
 while its maj@1 fell from 0.13 to 0.05–0.10, and one seed at ~90 steps a round reached 0.22 in
 round 3 (entropy up 0.10 → 0.14, pass@64 0.57 → 0.37): such a cell measures an update that ran
@@ -49,6 +51,7 @@ def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
         "dropped": dropped / traces if traces else None,
         "ratio_dev": _mean(r.get("ratio_dev") for r in trains),
         "approx_kl_max": _max(r.get("approx_kl") for r in trains),
+        "approx_kl_nonfinite": sum("approx_kl" in r and r["approx_kl"] is None for r in trains),
     }
 
 
@@ -58,6 +61,7 @@ def cell_health(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: _mean(r[k] for r in runs) for k in keys}
     out["spent_min"] = min((r["spent_min"] for r in runs if r["spent_min"] is not None), default=None)
     out["approx_kl_max"] = _max(r["approx_kl_max"] for r in runs)
+    out["approx_kl_nonfinite"] = sum(r["approx_kl_nonfinite"] for r in runs)
     out.update({f"stop_{s}": sum(r[f"stop_{s}"] for r in runs) for s in STOP_REASONS})
     out["flags"] = flags(out)
     return out
@@ -75,6 +79,8 @@ def flags(health: dict[str, Any]) -> list[str]:
     if health["approx_kl_max"] is not None and health["approx_kl_max"] > MAX_APPROX_KL:
         out.append(f"update approx_kl {health['approx_kl_max']:.2f} (> {MAX_APPROX_KL}): the update moved the policy "
                    "far from the one that sampled its rollouts")
+    if health["approx_kl_nonfinite"]:
+        out.append(f"update approx_kl not a number in {health['approx_kl_nonfinite']} round(s): the update diverged")
     return out
 
 
