@@ -280,3 +280,56 @@ def test_ppo_scores_old_logp_entropy_and_a_shared_critics_values_in_one_policy_p
             hidden = backbone(**batch.inputs, output_hidden_states=True).hidden_states[-1][:, :-1]
             own = unpad(trainer.value_head(hidden), [r])[0]
         assert r.old_values == pytest.approx(own, abs=1e-5) and any(abs(v) > 1e-3 for v in own)
+
+
+@pytest.mark.parametrize("mode", ["recompute", "sampler"])
+def test_a_one_step_update_reads_pi_old_off_its_own_forward(raw, monkeypatch, mode):
+    """One epoch, one minibatch (TRL's GRPO default): pi_old is the trained model itself, so
+    the update's forward stands in for the scoring pass (issue 14). The step, its entropy, KL
+    and the sampler's deviation are what the scoring pass gives; the policy runs once per
+    micro batch, not twice."""
+    task, _, weights = raw
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    policy = HFPolicy(model, tokenizer, sample_dtype="bfloat16")  # the sampler ~1e-3 off: a deviation to carry
+    problems = task.problems("train", limit=7, seed=0)
+    results = Sampling(n=4, max_new_tokens=24, seed=1).search(problems[:6], policy, task, Budget())
+    state = start(problems[6:], task, Budget(), "sampling")[0]  # the untrained model solves nothing: a group with
+    steps = task.split_steps(task.reference_traces(problems[6])[0])  # a solution, so that the step moves the weights
+    for trace in (steps, steps[:1] + ["answer: 1 + 1\n"]):
+        grow_trace(state, policy, task, trace)
+    results.append(SearchResult(problems[6], state.tree, tokens=0, calls=0, wall_time=0.0))
+    runs = {}
+    for one_step in (True, False):
+        model.load_state_dict(weights)
+        trainer = GRPO(lr=1e-3, minibatch_size=64, micro_batch_size=8, kl_coef=0.04, old_logp=mode)
+        trainer.setup(policy, task)
+        monkeypatch.setattr(trainer, "one_step_update", lambda rollouts, on=one_step: on)
+        passes = []
+        hook = model.register_forward_hook(lambda *_: passes.append(1))
+        try:
+            stats = trainer.step(1, results)
+        finally:
+            hook.remove()
+        runs[one_step] = stats, len(passes), copy.deepcopy(model.state_dict())
+    (fast, fast_passes, fast_w), (slow, slow_passes, slow_w) = runs[True], runs[False]
+    assert fast["pg_updates"] == slow["pg_updates"] == 1 and fast["pg_rollouts"] == 26
+    assert (fast_passes, slow_passes) == (4, 8)  # 26 rollouts in micro batches of 8: update only vs scoring + update
+    for key in ("entropy", "kl", "pg_loss", "ratio_dev", "grad_norm") + (("sampler_ratio_dev",) if mode == "recompute"
+                                                                         else ()):
+        assert fast[key] == pytest.approx(slow[key], rel=1e-4, abs=1e-7), key
+    assert fast["ratio_dev"] < 1e-6 if mode == "recompute" else fast["ratio_dev"] > 5e-4  # grown steps log -1.0
+    # the scoring pass's pi_old differs from the update's own logp by float noise (ratio 1 +- 1e-7), which Adam's
+    # first step (~ lr * sign(g)) lifts on near-zero gradients: measured 3e-6 of a 1e-3 step
+    assert max(float((fast_w[k] - slow_w[k]).abs().max()) for k in fast_w) < 2e-5
+    assert max(float((fast_w[k] - weights[k]).abs().max()) for k in fast_w) > 1e-4  # the step moved the weights
+
+
+def test_only_an_update_of_one_step_without_a_critic_skips_the_scoring_pass(raw):
+    task, policy, _ = raw
+    rollouts = list(range(8))
+    assert GRPO(minibatch_size=8).one_step_update(rollouts)
+    assert not GRPO(minibatch_size=4).one_step_update(rollouts)  # a second step would see a moved policy
+    assert not GRPO(minibatch_size=8, epochs=2).one_step_update(rollouts)
+    gae = PPO(minibatch_size=8, advantage="gae")
+    gae.critic_active = True  # GAE reads old values and KL-in-reward before the update
+    assert not gae.one_step_update(rollouts)

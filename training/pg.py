@@ -42,7 +42,7 @@ from training.pg_update import MinibatchUpdate
 from training.rewards import RewardModel, check_reward
 from training.rollouts import Rollout, build_rollouts, context_tokens
 from training.step_runner import InProcess, StepRunner
-from training.token_batch import LastHidden, ValueHead, forward, make_batch, unpad
+from training.token_batch import LastHidden, TokenBatch, ValueHead, forward, make_batch, unpad
 
 OLD_LOGP = ("recompute", "sampler")
 
@@ -99,6 +99,7 @@ class PolicyGradientTrainer(MinibatchUpdate):
         self.uses_critic = False  # a critic exists (built in `setup`)
         self.critic_active = False  # this iteration's update trains it (GAE needs it, tree advantages don't)
         self.kl_in_loss = kl_coef > 0
+        self.score_in_update = False  # this iteration's update reads pi_old off its own forward (`one_step_update`)
 
     # ------------------------------------------------------------ set-up and state
 
@@ -148,10 +149,23 @@ class PolicyGradientTrainer(MinibatchUpdate):
             return {**stats, "pg_rollouts": 0}
         stats["off_context_tokens"] = context_tokens(rollouts)
         stats["reference_reset"] = float(self.maybe_reset_reference(iteration))
-        stats.update(self.score_rollouts(rollouts))
+        self.score_in_update = self.one_step_update(rollouts)
+        if not self.score_in_update:
+            stats.update(self.score_rollouts(rollouts))
+        elif self.ref_model is not None:
+            self.score_reference(rollouts)
         stats.update(self.assign_advantages(rollouts))
         stats.update(self.update(rollouts, iteration))
         return stats
+
+    def one_step_update(self, rollouts: list[Rollout]) -> bool:
+        """Whether the update is one optimizer step on every rollout (one epoch, one
+        minibatch) with nothing before it reading pi_old (no critic: GAE's KL-in-reward and
+        old values need the scoring pass). Then pi_old is the trained model as it stands, and
+        the scoring pass would repeat the update's own forward: the update reads pi_old,
+        entropy and the sampler's deviation off that forward instead (TRL's GRPO does the same
+        when it updates once per generation batch). Same numbers, one no-grad pass fewer."""
+        return self.epochs == 1 and len(rollouts) <= self.minibatch_size and not self.critic_active
 
     def maybe_reset_reference(self, iteration: int) -> bool:
         """ProRL's reference reset (Liu et al. 2025): after every `reset_reference_every`
@@ -195,8 +209,7 @@ class PolicyGradientTrainer(MinibatchUpdate):
             sampler_dev += float(((sampler_ratio - 1).abs() * batch.mask).sum())
             tokens += float(batch.mask.sum())
             if self.ref_model is not None:
-                for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
-                    r.ref_logp = lp
+                self.set_reference_logp(chunk, batch)
             if self.critic_active:
                 for r, v in zip(chunk, unpad(self.values(batch, scores, self.train_modules()), chunk)):
                     r.old_values = v
@@ -205,6 +218,17 @@ class PolicyGradientTrainer(MinibatchUpdate):
         if self.old_logp == "recompute":
             stats["sampler_ratio_dev"] = sampler_dev / tokens
         return stats
+
+    @torch.no_grad()
+    def score_reference(self, rollouts: list[Rollout]) -> None:
+        """The frozen reference's log-probs (the KL penalty's), micro batch by micro batch:
+        the part of `score_rollouts` a one-step update still needs."""
+        for chunk in self.minibatches(rollouts, size=self.micro_batch_size):
+            self.set_reference_logp(chunk, make_batch(chunk, self.pad_id, ()))
+
+    def set_reference_logp(self, chunk: list[Rollout], batch: TokenBatch) -> None:
+        for r, lp in zip(chunk, unpad(forward(self.ref_model, batch)["logp"], chunk)):
+            r.ref_logp = lp
 
     def train_modules(self) -> dict[str, torch.nn.Module]:
         """What the optimizer steps, under the names the update reads: the policy and, with a

@@ -70,6 +70,8 @@ class MinibatchUpdate:
     critic_active: bool
     vf_coef: float
     value_clip: float | None
+    old_logp: str
+    score_in_update: bool
 
     def minibatches(self, rollouts: list[Rollout], generator: torch.Generator | None = None, size: int | None = None):
         order = torch.randperm(len(rollouts), generator=generator).tolist() if generator else range(len(rollouts))
@@ -99,7 +101,7 @@ class MinibatchUpdate:
         slice of every micro batch (`slice_backward`), and DDP's gradient average over the
         world is the whole minibatch's gradient."""
         model = modules["policy"]
-        fields = ("old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
+        fields = ("sampler_logp" if self.score_in_update else "old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
             ("returns", "old_values") if self.critic_active else ())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
         totals: dict[str, float] = {}
@@ -163,16 +165,25 @@ class MinibatchUpdate:
         """The loss of one micro batch (policy, KL, entropy bonus; critic) and its stats."""
         shared_head = self.critic_active and "critic" not in modules
         scores = forward(modules["policy"], batch, modules["value_head"] if shared_head else None,
-                         entropy=bool(self.entropy_coef) or self.top_entropy_quantile < 1)
+                         entropy=self.score_in_update or bool(self.entropy_coef) or self.top_entropy_quantile < 1)
         t, mask = batch.tensors, batch.mask
-        ratio = (scores["logp"].detach() - t["old_logp"]).exp()
-        token_stats = {"ratio_dev": core_algos.masked_mean((ratio - 1).abs(), mask)}
+        token_stats = {}
+        if self.score_in_update:  # one optimizer step: this forward is the pre-update scoring pass (`one_step_update`)
+            old_logp = scores["logp"].detach() if self.old_logp == "recompute" else t["sampler_logp"]
+            token_stats["entropy"] = core_algos.masked_mean(scores["entropy"].detach(), mask)
+            if self.old_logp == "recompute":
+                sampler_ratio = (t["sampler_logp"] - old_logp).exp()
+                token_stats["sampler_ratio_dev"] = core_algos.masked_mean((sampler_ratio - 1).abs(), mask)
+        else:
+            old_logp = t["old_logp"]
+        ratio = (scores["logp"].detach() - old_logp).exp()
+        token_stats["ratio_dev"] = core_algos.masked_mean((ratio - 1).abs(), mask)
         advantages = t["advantages"]
         if self.top_entropy_quantile < 1:  # the 80/20 rule: the policy gradient only on high-entropy tokens
             keep = core_algos.top_entropy_mask(scores["entropy"], mask, self.top_entropy_quantile)
             advantages = advantages * keep
             token_stats["entropy_kept"] = core_algos.masked_mean(keep, mask)
-        loss, loss_stats = self.policy_loss(scores["logp"], t["old_logp"], advantages, mask, clip_low=self.clip_low,
+        loss, loss_stats = self.policy_loss(scores["logp"], old_logp, advantages, mask, clip_low=self.clip_low,
                                             clip_high=self.clip_high, agg=self.loss_agg, **self.loss_options)
         token_stats.update(loss_stats)  # clip_frac, approx_kl, cov_frac: token means
         agg_stats = {"pg_loss": loss.detach()}
