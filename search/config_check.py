@@ -41,7 +41,8 @@ ABSENT = object()
 
 @dataclass(frozen=True)
 class Knob:
-    """A config value's type (int, float, bool or str) and range; `null` allows None."""
+    """A config value's type (int, float, bool or str) and range, or the strings it may be
+    (`choices`); `null` allows None."""
 
     kind: type = int
     ge: float | None = None
@@ -49,9 +50,12 @@ class Knob:
     le: float | None = None
     lt: float | None = None
     null: bool = False
+    choices: tuple[str, ...] = ()
 
     def allowed(self) -> str:
         """The allowed values in words, e.g. "a number in (0, 1]" or "an integer >= 1 or null"."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices) + (" or null" if self.null else "")
         text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.kind]
         low = (f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None)
         high = (f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None)
@@ -66,6 +70,8 @@ class Knob:
     def accepts(self, value: Any) -> bool:
         if value is None:
             return self.null
+        if self.choices:
+            return value in self.choices
         if self.kind in (bool, str):
             return isinstance(value, self.kind)
         if isinstance(value, bool) or not isinstance(value, int if self.kind is int else (int, float)):

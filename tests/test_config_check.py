@@ -68,6 +68,8 @@ def test_knob_types_and_bounds():
     assert not Knob(int, ge=1).accepts(2.0) and not Knob(int, ge=1).accepts(True)
     assert not Knob(float, gt=0).accepts(float("nan")) and Knob(float, gt=0).accepts(3)
     assert not Knob(float, ge=0, lt=1).accepts(1.0) and Knob(float, ge=0, lt=1).accepts(0)
+    assert Knob(str, choices=("a", "b")).accepts("b") and not Knob(str, choices=("a", "b")).accepts("c")
+    assert not Knob(str, choices=("a",)).accepts(None) and Knob(str, null=True, choices=("a",)).accepts(None)
 
 
 def test_a_strategy_from_outside_the_package_is_checked_by_key_name_and_its_own_keys_skipped():
@@ -101,6 +103,9 @@ BAD = [
     (("trainer=ppo", "trainer.kl_coef=-0.1"), "trainer.kl_coef=-0.1", "a number >= 0"),
     (("trainer.sft.batch_size=0",), "trainer.sft.batch_size=0", "an integer >= 1"),
     (("search=mcts", "search.max_depth=0"), "search.max_depth=0", "an integer >= 1"),
+    (("trainer.sft.autocast=float16",), "trainer.sft.autocast='float16'", "one of bfloat16 or null"),
+    (("trainer=grpo", "trainer.old_logp=recomputed"), "trainer.old_logp='recomputed'", "one of recompute, sampler"),
+    (("trainer=ppo", "trainer.target_kl=0"), "trainer.target_kl=0", "a number > 0 or null"),
 ]
 
 

@@ -282,6 +282,19 @@ def test_ppo_scores_old_logp_entropy_and_a_shared_critics_values_in_one_policy_p
         assert r.old_values == pytest.approx(own, abs=1e-5) and any(abs(v) > 1e-3 for v in own)
 
 
+def sampled_and_solved(task, policy):
+    """6 problems x 4 samples of the untrained model (which solves nothing), and a seventh
+    problem with a reference solution and a wrong answer: a group with an advantage, so that
+    an update moves the weights."""
+    problems = task.problems("train", limit=7, seed=0)
+    results = Sampling(n=4, max_new_tokens=24, seed=1).search(problems[:6], policy, task, Budget())
+    state = start(problems[6:], task, Budget(), "sampling")[0]
+    steps = task.split_steps(task.reference_traces(problems[6])[0])
+    for trace in (steps, steps[:1] + ["answer: 1 + 1\n"]):
+        grow_trace(state, policy, task, trace)
+    return [*results, SearchResult(problems[6], state.tree, tokens=0, calls=0, wall_time=0.0)]
+
+
 @pytest.mark.parametrize("mode", ["recompute", "sampler"])
 def test_a_one_step_update_reads_pi_old_off_its_own_forward(raw, monkeypatch, mode):
     """One epoch, one minibatch (TRL's GRPO default): pi_old is the trained model itself, so
@@ -291,13 +304,7 @@ def test_a_one_step_update_reads_pi_old_off_its_own_forward(raw, monkeypatch, mo
     task, _, weights = raw
     model, tokenizer = build_tiny_model("1m", seed=0)
     policy = HFPolicy(model, tokenizer, sample_dtype="bfloat16")  # the sampler ~1e-3 off: a deviation to carry
-    problems = task.problems("train", limit=7, seed=0)
-    results = Sampling(n=4, max_new_tokens=24, seed=1).search(problems[:6], policy, task, Budget())
-    state = start(problems[6:], task, Budget(), "sampling")[0]  # the untrained model solves nothing: a group with
-    steps = task.split_steps(task.reference_traces(problems[6])[0])  # a solution, so that the step moves the weights
-    for trace in (steps, steps[:1] + ["answer: 1 + 1\n"]):
-        grow_trace(state, policy, task, trace)
-    results.append(SearchResult(problems[6], state.tree, tokens=0, calls=0, wall_time=0.0))
+    results = sampled_and_solved(task, policy)
     runs = {}
     for one_step in (True, False):
         model.load_state_dict(weights)
@@ -333,3 +340,26 @@ def test_only_an_update_of_one_step_without_a_critic_skips_the_scoring_pass(raw)
     gae = PPO(minibatch_size=8, advantage="gae")
     gae.critic_active = True  # GAE reads old values and KL-in-reward before the update
     assert not gae.one_step_update(rollouts)
+
+
+def test_target_kl_stops_the_update_before_a_step_past_its_limit(raw):
+    """Minibatches of 2 traces at a large learning rate: KL(pi_old || pi) (k3) grows step by
+    step. With target_kl the update stops before the first minibatch over 1.5 x target_kl, so
+    every step it took measured at most that; a limit never reached changes nothing."""
+    task, policy, weights = raw
+    results = sampled_and_solved(task, policy)
+
+    def update(target_kl):
+        policy.model.load_state_dict(weights)
+        trainer = GRPO(lr=3e-2, minibatch_size=2, kl_coef=0.0, target_kl=target_kl)
+        trainer.setup(policy, task)
+        return trainer.step(1, results), copy.deepcopy(policy.model.state_dict())
+
+    (free, free_w), (loose, loose_w), (tight, _) = update(None), update(1e6), update(0.02)
+    print({k: (s["pg_updates"], round(s["approx_kl_k3"], 4), s["kl_stopped"]) for k, s in
+           (("free", free), ("loose", loose), ("tight", tight))})
+    assert free["pg_updates"] == loose["pg_updates"] == 13 and free["kl_stopped"] == loose["kl_stopped"] == 0.0
+    assert all(torch.equal(free_w[k], loose_w[k]) for k in free_w)
+    assert free["approx_kl_k3"] > 1.5 * 0.02  # without a limit the update drifts past it
+    assert tight["kl_stopped"] == 1.0 and 1 <= tight["pg_updates"] < 13
+    assert tight["approx_kl_k3"] <= 1.5 * 0.02

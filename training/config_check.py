@@ -33,7 +33,7 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "seed": SEED,
     **{f"sft.{k}": v for k, v in _SFT.items()},
     "sft.group_by_length": Knob(bool),
-    "sft.autocast": Knob(str, null=True),  # null | bfloat16 (SFTConfig says so when built)
+    "sft.autocast": Knob(str, null=True, choices=("bfloat16",)),
     "good_threshold": Knob(float, null=True),
     "bad_per_good": Knob(float, ge=0, null=True),
     "lr": POSITIVE,
@@ -55,6 +55,8 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "top_entropy_quantile": Knob(float, gt=0, le=1),
     "reset_reference_every": count(null=True),
     "micro_batch_size": count(null=True),
+    "old_logp": Knob(str, choices=("recompute", "sampler")),
+    "target_kl": Knob(float, gt=0, null=True),
 }.items()}
 
 ORM: dict[str, Knob] = {f"orm.{key}": knob for key, knob in {

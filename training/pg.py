@@ -62,13 +62,17 @@ class PolicyGradientTrainer(MinibatchUpdate):
                  kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
                  reward: str = "sparse", orm: RewardModel | None = None, cov_fraction: float | None = None,
                  top_entropy_quantile: float = 1.0, reset_reference_every: int | None = None,
-                 micro_batch_size: int | None = None, name: str | None = None, seed: int = 0, progress: bool = False,
+                 micro_batch_size: int | None = None, target_kl: float | None = None, name: str | None = None,
+                 seed: int = 0, progress: bool = False,
                  runner: StepRunner | None = None):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
         for key, value in (("micro_batch_size", micro_batch_size), ("reset_reference_every", reset_reference_every)):
             if value is not None and value < 1:
                 raise ValueError(f"trainer.{key} must be >= 1 or null, got {value}")
+        if target_kl is not None and not target_kl > 0:
+            raise ValueError(f"trainer.target_kl must be > 0 or null, got {target_kl}")
+        self.target_kl = target_kl
         if old_logp not in OLD_LOGP:
             raise ValueError(f"trainer.old_logp: {old_logp!r} is not one of {list(OLD_LOGP)}")
         self.old_logp, self.reward, self.orm = old_logp, check_reward(reward), orm

@@ -72,6 +72,7 @@ class MinibatchUpdate:
     value_clip: float | None
     old_logp: str
     score_in_update: bool
+    target_kl: float | None
 
     def minibatches(self, rollouts: list[Rollout], generator: torch.Generator | None = None, size: int | None = None):
         order = torch.randperm(len(rollouts), generator=generator).tolist() if generator else range(len(rollouts))
@@ -105,9 +106,11 @@ class MinibatchUpdate:
             ("returns", "old_values") if self.critic_active else ())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
         totals: dict[str, float] = {}
-        steps, ratio_dev = 0, 0.0
+        steps, ratio_dev, stopped = 0, 0.0, False
         model.train()
         for _ in range(self.epochs):
+            if stopped:
+                break
             for chunk in self.minibatches(rollouts, generator):
                 optimizer.zero_grad(set_to_none=True)
                 micro = list(self.minibatches(chunk, size=self.micro_batch_size))
@@ -120,6 +123,9 @@ class MinibatchUpdate:
                     stats = sum_over_workers(stats)
                 dev = stats.pop("ratio_dev")
                 ratio_dev = dev if steps == 0 else ratio_dev  # before any optimizer step: pi_old vs the trained model
+                if self.target_kl is not None and steps and stats["approx_kl_k3"] > 1.5 * self.target_kl:
+                    stopped = True  # this minibatch's step is not taken (Stable-Baselines3's early stop)
+                    break
                 if self.grad_clip:  # policy and critic are clipped separately; the policy's norm is logged
                     norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip) for g in optimizer.param_groups]
                     stats["grad_norm"] = float(norms[0])
@@ -128,7 +134,8 @@ class MinibatchUpdate:
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + v
         model.eval()
-        return {**{k: v / steps for k, v in totals.items()}, "ratio_dev": ratio_dev, "pg_updates": steps}
+        return {**{k: v / steps for k, v in totals.items()}, "ratio_dev": ratio_dev, "pg_updates": steps,
+                "kl_stopped": float(stopped)}
 
     def slice_backward(self, micro: list[Rollout], total: float, shard: tuple[int, int],
                        modules: dict[str, torch.nn.Module], pad_id: int, fields: tuple[str, ...]) -> dict[str, float]:
@@ -176,8 +183,12 @@ class MinibatchUpdate:
                 token_stats["sampler_ratio_dev"] = core_algos.masked_mean((sampler_ratio - 1).abs(), mask)
         else:
             old_logp = t["old_logp"]
-        ratio = (scores["logp"].detach() - old_logp).exp()
+        log_ratio = scores["logp"].detach() - old_logp
+        ratio = log_ratio.exp()
         token_stats["ratio_dev"] = core_algos.masked_mean((ratio - 1).abs(), mask)
+        # KL(pi_old || pi) by the non-negative k3 estimator, as target_kl reads it (CleanRL's approx_kl; the
+        # policy loss's own `approx_kl` is the k1 mean of log pi_old - log pi, verl's ppo_kl, which can be < 0)
+        token_stats["approx_kl_k3"] = core_algos.masked_mean(ratio - 1 - log_ratio, mask)
         advantages = t["advantages"]
         if self.top_entropy_quantile < 1:  # the 80/20 rule: the policy gradient only on high-entropy tokens
             keep = core_algos.top_entropy_mask(scores["entropy"], mask, self.top_entropy_quantile)
