@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from composing import composed
 from easy_countdown import easy_policy, easy_task, mean_reward
 from search import Budget
 from search.entropy_tree import EntropyTree
@@ -98,3 +99,12 @@ def test_every_baseline_row_runs_through_training_run_and_reports_as_its_own_cel
     cells = {(row["strategy"], row["trainer"]) for row in summarise(runs)}
     expected = {("sampling", "grpo")} | {("sampling", f"grpo+{b}") for b in BASELINES[1:-1]}
     assert cells == expected | {("entropy_tree", "grpo+treerl")}
+
+
+def test_the_baseline_rows_take_the_laboratory_arms_update_size_unless_a_row_sets_its_own():
+    grpo = composed("+experiment=plateau_baselines")
+    brorl = composed("+experiment=plateau_baselines", "baseline=brorl")
+    kl_cov = composed("+experiment=plateau_baselines", "baseline=kl_cov")
+    assert (grpo.trainer.minibatch_size, grpo.trainer.micro_batch_size, grpo.trainer.target_kl) == (128, 32, 0.1)
+    assert (kl_cov.trainer.minibatch_size, kl_cov.trainer.policy_loss) == (128, "kl_cov")
+    assert (brorl.trainer.minibatch_size, brorl.train_problems) == (256, 224)  # its own row's settings win
