@@ -79,9 +79,26 @@ def test_an_unknown_autocast_dtype_is_one_clear_error():
         SFTConfig(autocast="float8")
 
 
-def test_the_orm_refuses_the_sft_options_its_training_ignores():
-    from training.orm import ORMConfig
+def test_the_orm_trains_in_length_groups_and_under_bf16_autocast_when_asked():
+    """The ORM's fit reads the same two SFT options: grouped batches pad far less than the
+    seeded permutation's, and bf16 autocast reaches the fp32 loss to bf16 precision with fp32
+    weights (and is really on: the weights end elsewhere)."""
+    from training.orm import ORMConfig, build_orm, train_orm
 
-    for option in ({"group_by_length": True}, {"autocast": "bfloat16"}):
-        with pytest.raises(ValueError, match=r"^orm\.train\.group_by_length and orm\.train\.autocast are SFT"):
-            ORMConfig(**option)
+    rng = torch.Generator().manual_seed(0)
+    sizes = torch.randint(4, 120, (320,), generator=rng).tolist()
+    examples = [(("12+3=15 " * (n // 8 + 1))[:n] + "\n", float(n % 3 == 0)) for n in sizes]
+    fits = {}
+    for name, options in (("plain", {}), ("grouped", {"group_by_length": True}), ("bf16", {"autocast": "bfloat16"})):
+        orm = build_orm(None, "tiny", "1m", seed=0, max_length=256)
+        seen = []
+        logits = orm.logits
+        orm.logits = lambda texts, logits=logits: seen.append(list(texts)) or logits(texts)
+        stats = train_orm(orm, examples, ORMConfig(epochs=1, batch_size=8, lr=1e-3, **options), seed=0)
+        pad = sum(len(b) * max(map(len, b)) - sum(map(len, b)) for b in seen)
+        fits[name] = stats, pad, {k: v.clone() for k, v in orm.state_dict().items()}
+    (plain, plain_pad, plain_w), (_, grouped_pad, _), (bf16, _, bf16_w) = fits["plain"], fits["grouped"], fits["bf16"]
+    assert grouped_pad < 0.25 * plain_pad
+    assert bf16["orm_loss"] == pytest.approx(plain["orm_loss"], abs=0.02)
+    assert all(w.dtype == torch.float32 for w in bf16_w.values())
+    assert max(float((bf16_w[k] - plain_w[k]).abs().max()) for k in plain_w) > 1e-6

@@ -27,13 +27,13 @@ _SFT = {  # training.sft.SFTConfig, training.orm.ORMConfig
     "weight_decay": NON_NEGATIVE,
     "grad_clip": NON_NEGATIVE,  # 0 = off
     "max_length": count(),
+    "group_by_length": Knob(bool),
+    "autocast": Knob(str, null=True, choices=("bfloat16",)),
 }
 
 TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "seed": SEED,
     **{f"sft.{k}": v for k, v in _SFT.items()},
-    "sft.group_by_length": Knob(bool),
-    "sft.autocast": Knob(str, null=True, choices=("bfloat16",)),
     "good_threshold": Knob(float, null=True),
     "bad_per_good": Knob(float, ge=0, null=True),
     "lr": POSITIVE,

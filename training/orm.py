@@ -44,7 +44,7 @@ from policies.tiny import build_tiny_model
 from search import SearchResult
 from search.tree import Trace
 from tasks import Task
-from training.sft import SFTConfig
+from training.sft import SFTConfig, epoch_batches
 from training.trainer import Trainer
 
 BACKBONES = ("policy", "tiny")
@@ -55,12 +55,6 @@ class ORMConfig(SFTConfig):
     """The SFT recipe (the ORM is fitted like any model on text) plus the label rule."""
 
     threshold: float = 1.0  # reward at or above which a trace is labelled correct
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.group_by_length or self.autocast is not None:
-            raise ValueError("orm.train.group_by_length and orm.train.autocast are SFT options the ORM's "
-                             "training does not use: leave them unset")
 
 
 class OutcomeRewardModel(torch.nn.Module):
@@ -146,14 +140,16 @@ def train_orm(orm: OutcomeRewardModel, traces: Sequence[Trace] | Sequence[tuple[
     generator = torch.Generator().manual_seed(seed)
     orm.train()
     losses, correct = [], 0
+    lengths = [len(text) for text, _ in examples]  # characters: the length order, before tokenising
+    device = next(orm.parameters()).device.type
     bar = tqdm(total=config.epochs * -(-len(examples) // config.batch_size), desc="orm", disable=not progress, leave=False)
     for _ in range(config.epochs):
         losses, correct = [], 0
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for start in range(0, len(order), config.batch_size):
-            batch = [examples[i] for i in order[start : start + config.batch_size]]
+        for indices in epoch_batches(lengths, config.batch_size, config.group_by_length, generator):
+            batch = [examples[i] for i in indices]
             labels = torch.tensor([y for _, y in batch])
-            logits = orm.logits([x for x, _ in batch])
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+                logits = orm.logits([x for x, _ in batch]).float()
             loss = F.binary_cross_entropy_with_logits(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
