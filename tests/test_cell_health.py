@@ -44,7 +44,7 @@ def test_an_update_that_leaves_its_rollouts_policy_far_behind_is_flagged():
     assert cell_health([steady])["flags"] == []
     assert cell_health([run_health([train_row(approx_kl=0.15)])])["flags"] == []  # the limit, not over it
     assert cell_health([run_health([train_row()])])["approx_kl_max"] is None  # EI logs no approx_kl
-    assert "| 0.490 | update approx_kl 0.49" in markdown([("sampling", "ppo", h)])
+    assert "| 0.490 | – | update approx_kl 0.49" in markdown([("sampling", "ppo", h)])  # rows without kl_stopped
 
 
 def test_an_update_whose_approx_kl_was_not_a_number_is_flagged():
@@ -55,3 +55,12 @@ def test_an_update_whose_approx_kl_was_not_a_number_is_flagged():
     assert h["approx_kl_nonfinite"] == 1 and h["approx_kl_max"] == 0.03
     assert h["flags"] == ["update approx_kl not a number in 1 round(s): the update diverged"]
     assert cell_health([run_health([train_row(), train_row()])])["flags"] == []  # EI: no key, no flag
+
+
+def test_the_table_counts_the_rounds_target_kl_stopped_early():
+    stopping = run_health([train_row(approx_kl=0.05, kl_stopped=1.0, pg_updates=3),
+                           train_row(approx_kl=0.04, kl_stopped=0.0, pg_updates=90)])
+    h = cell_health([stopping, run_health([train_row(approx_kl=0.02, kl_stopped=1.0)])])
+    assert (h["kl_stops"], h["pg_rounds"], h["flags"]) == (2, 3, [])
+    assert "| 0.050 | 2/3 | ok |" in markdown([("sampling", "ppo", h)])
+    assert "| – | – | ok |" in markdown([("sampling", "ei", cell_health([run_health([train_row()])]))])

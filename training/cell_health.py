@@ -52,6 +52,8 @@ def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio_dev": _mean(r.get("ratio_dev") for r in trains),
         "approx_kl_max": _max(r.get("approx_kl") for r in trains),
         "approx_kl_nonfinite": sum("approx_kl" in r and r["approx_kl"] is None for r in trains),
+        "kl_stops": sum(bool(r.get("kl_stopped")) for r in trains),
+        "pg_rounds": sum("kl_stopped" in r for r in trains),
     }
 
 
@@ -62,6 +64,7 @@ def cell_health(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["spent_min"] = min((r["spent_min"] for r in runs if r["spent_min"] is not None), default=None)
     out["approx_kl_max"] = _max(r["approx_kl_max"] for r in runs)
     out["approx_kl_nonfinite"] = sum(r["approx_kl_nonfinite"] for r in runs)
+    out["kl_stops"], out["pg_rounds"] = sum(r["kl_stops"] for r in runs), sum(r["pg_rounds"] for r in runs)
     out.update({f"stop_{s}": sum(r[f"stop_{s}"] for r in runs) for s in STOP_REASONS})
     out["flags"] = flags(out)
     return out
@@ -90,11 +93,13 @@ def markdown(rows: list[tuple[str, str, dict[str, Any]]]) -> str:
         return "–" if x is None else fmt.format(x)
 
     lines = ["| strategy | trainer | spent (min) | stops budget/exhausted/size | value_auc | parse rate | dropped "
-             "| ratio_dev | approx_kl (max) | flags |", "|" + "---|" * 10]
+             "| ratio_dev | approx_kl (max) | target_kl stops | flags |", "|" + "---|" * 11]
     for strategy, trainer, h in rows:
         stops = "/".join(str(h[f"stop_{s}"]) for s in STOP_REASONS)
+        kl_stops = f"{h['kl_stops']}/{h['pg_rounds']}" if h["pg_rounds"] else "–"  # rounds stopped early / PG rounds
         lines.append(f"| {strategy} | {trainer} | {num(h['spent'])} ({num(h['spent_min'])}) | {stops} | "
                      f"{num(h['value_auc'])} | {num(h['parse_rate'])} | {num(h['dropped'], '{:.1%}')} | "
                      f"{num(h['ratio_dev'], '{:.1e}')} | {num(h['approx_kl_max'], '{:.3f}')} | "
+                     f"{kl_stops} | "
                      f"{'; '.join(h['flags']) or 'ok'} |")
     return "\n".join(lines)

@@ -4,7 +4,9 @@ Search traces become `training.rollouts.Rollout`s. Before the update, one no-gra
 the trained model over them gives pi_old (`old_logp: recompute`, the default, as verl's
 `recompute_log_prob`: the sampler may run in another dtype (bf16 vLLM, `sample_dtype`) or
 engine, so its recorded log-probs are not the trained model's) and the policy's entropy
-on its own samples; `old_logp: sampler` uses the recorded log-probs instead. The first
+on its own samples; `old_logp: sampler` uses the recorded log-probs instead. An update of
+one optimizer step without a critic reads both off its own forward instead
+(`one_step_update`). `target_kl` stops an update early. The first
 minibatch of each update logs `ratio_dev` = mean |pi / pi_old - 1| over trained tokens
 (~0 under recompute); under recompute `sampler_ratio_dev` is the same figure for the
 sampler's log-probs, so the sampler/trainer mismatch stays visible.

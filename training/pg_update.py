@@ -123,8 +123,10 @@ class MinibatchUpdate:
                     stats = sum_over_workers(stats)
                 dev = stats.pop("ratio_dev")
                 ratio_dev = dev if steps == 0 else ratio_dev  # before any optimizer step: pi_old vs the trained model
-                if self.target_kl is not None and steps and stats["approx_kl_k3"] > 1.5 * self.target_kl:
-                    stopped = True  # this minibatch's step is not taken (Stable-Baselines3's early stop)
+                if self.target_kl is not None and steps and not stats["approx_kl_k3"] <= 1.5 * self.target_kl:
+                    # this minibatch's step is not taken (Stable-Baselines3's early stop; NaN stops too). SB3 checks
+                    # before the backward pass; here the KL is summed over micro batches and workers during it
+                    stopped = True
                     break
                 if self.grad_clip:  # policy and critic are clipped separately; the policy's norm is logged
                     norms = [torch.nn.utils.clip_grad_norm_(g["params"], self.grad_clip) for g in optimizer.param_groups]
@@ -171,8 +173,12 @@ class MinibatchUpdate:
     def micro_loss(self, batch: TokenBatch, modules: dict[str, torch.nn.Module]) -> MicroLoss:
         """The loss of one micro batch (policy, KL, entropy bonus; critic) and its stats."""
         shared_head = self.critic_active and "critic" not in modules
-        scores = forward(modules["policy"], batch, modules["value_head"] if shared_head else None,
-                         entropy=self.score_in_update or bool(self.entropy_coef) or self.top_entropy_quantile < 1)
+        entropy: bool | str = False
+        if self.entropy_coef:
+            entropy = True  # the bonus backpropagates through it
+        elif self.score_in_update or self.top_entropy_quantile < 1:
+            entropy = "stat"  # a figure or a token selection: no gradient
+        scores = forward(modules["policy"], batch, modules["value_head"] if shared_head else None, entropy=entropy)
         t, mask = batch.tensors, batch.mask
         token_stats = {}
         if self.score_in_update:  # one optimizer step: this forward is the pre-update scoring pass (`one_step_update`)

@@ -69,14 +69,17 @@ def make_batch(rollouts: list[Rollout], pad_id: int, fields: tuple[str, ...]) ->
 
 
 def forward(model: torch.nn.Module, batch: TokenBatch, head: ValueHead | None = None,
-            entropy: bool = False) -> dict[str, torch.Tensor]:
-    """log p of the response tokens, and optionally entropy and values, all (batch, width - 1)."""
+            entropy: bool | str = False) -> dict[str, torch.Tensor]:
+    """log p of the response tokens, and optionally entropy and values, all (batch, width - 1).
+    `entropy="stat"`: entropy without a gradient, for a figure or a token selection (no
+    vocabulary-wide tensors kept for the backward pass)."""
     out = model(input_ids=batch.inputs["input_ids"], attention_mask=batch.inputs["attention_mask"],
                 output_hidden_states=head is not None)
     logp, _ = labelled_logprobs(out.logits, batch.inputs["labels"])
     scores = {"logp": logp}
     if entropy:
-        scores["entropy"] = core_algos.entropy_from_logits(out.logits[:, :-1])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and entropy != "stat"):
+            scores["entropy"] = core_algos.entropy_from_logits(out.logits[:, :-1])
     if head is not None:
         scores["values"] = head(out.hidden_states[-1][:, :-1])
     return scores
