@@ -7,7 +7,9 @@ SFT tokens are prompt + completion tokens of the examples trained on (the same d
 both), in fp32, under bf16 autocast (ours `sft.autocast=bfloat16`, TRL `bf16=True`), and
 ours with `sft.group_by_length` (no TRL row: its sampler is a different option set). GRPO tokens are generated completion tokens per second of a whole step (sampling +
 update), since TRL's step includes its own generation. Both GRPO runs use no KL term
-(TRL's default beta = 0), one epoch, clip 0.2, `num_generations` samples per prompt.
+(TRL's default beta = 0), one epoch, clip 0.2, `num_generations` samples per prompt: one
+optimizer step per batch, where ours reads pi_old off the update's own forward as TRL does (the
+row "scoring pass kept" runs the no-grad pi_old pass before the update, as before that change).
 TRL is optional (only this script needs it); without it only our numbers are printed.
 Numbers on a shared machine are noisy: compare ratios from the same run.
 """
@@ -52,9 +54,14 @@ def sft_trl(model, tokenizer, examples, batch: int, bf16: bool = False) -> float
     return tokens / runtime
 
 
-def grpo_ours(policy, task, problems, steps: int, generations: int, max_new_tokens: int) -> float:
+def grpo_ours(policy, task, problems, steps: int, generations: int, max_new_tokens: int,
+              scoring_pass: bool = False) -> float:
+    """`scoring_pass`: keep the no-grad pi_old pass a one-step update skips (the code before
+    the skip), for a before/after in the same run."""
     trainer = GRPO(lr=1e-5, kl_coef=0.0, epochs=1, minibatch_size=len(problems) * generations)
     trainer.setup(policy, task)
+    if scoring_pass:
+        trainer.one_step_update = lambda rollouts: False
     tokens, started = 0, time.perf_counter()
     for step in range(steps):
         results = Sampling(n=generations, batch=generations, max_new_tokens=max_new_tokens, seed=step).search(
@@ -141,6 +148,9 @@ def main() -> None:
             (lambda: sft_trl(fresh(), tokenizer, examples, args.batch, bf16=True)) if trl else None)
 
     grpo_problems = problems[-args.prompts :]
+    compare("GRPO step, pi_old scoring pass kept", grpo_ours(HFPolicy(fresh(), tokenizer), task, grpo_problems,
+                                                              args.grpo_steps, args.generations, args.max_new_tokens,
+                                                              scoring_pass=True), None)
     ours = grpo_ours(HFPolicy(fresh(), tokenizer), task, grpo_problems, args.grpo_steps, args.generations,
                      args.max_new_tokens)
     compare("GRPO step (generated tokens/s)", ours,
