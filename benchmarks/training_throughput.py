@@ -148,6 +148,7 @@ def main() -> None:
             (lambda: sft_trl(fresh(), tokenizer, examples, args.batch, bf16=True)) if trl else None)
 
     grpo_problems = problems[-args.prompts :]
+    grpo_ours(HFPolicy(fresh(), tokenizer), task, grpo_problems, 1, args.generations, args.max_new_tokens)  # warm-up
     compare("GRPO step, pi_old scoring pass kept", grpo_ours(HFPolicy(fresh(), tokenizer), task, grpo_problems,
                                                               args.grpo_steps, args.generations, args.max_new_tokens,
                                                               scoring_pass=True), None)
