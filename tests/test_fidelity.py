@@ -87,7 +87,10 @@ def contradicting(tmp_path: Path) -> Path:
 def test_every_finding_fails_on_a_testbed_built_against_it(contradicting: Path) -> None:
     f = findings(contradicting)
     assert {n: x.verdict for n, x in f.items()} == dict.fromkeys(range(1, 7), NOT_REPRODUCED)
-    assert f[1].why == "EI and PPO differ" and "ei − ppo -0.310 [" in f[1].measured
+    # EI's final - base gains 0.00, 0.01, -0.01: the trainer behind did not learn at all
+    assert f[1].why.startswith("PPO ahead; ei did not learn (maj@1 gain over its base ")
+    assert f[1].why.endswith(f"000 [{-T2 * 0.01 / math.sqrt(3):+.3f}, {T2 * 0.01 / math.sqrt(3):+.3f}])")
+    assert "ei − ppo -0.310 [" in f[1].measured
     assert f[2].why == "no rise: iteration 1 gains nothing significant"
     h = T2 * math.sqrt(0.0003) / math.sqrt(3)  # gains -0.01, 0.02, 0.02
     assert f[2].measured.startswith(f"ei maj@1 gain 0→1 +0.010 [{0.01 - h:+.3f}, {0.01 + h:+.3f}]")
@@ -180,3 +183,12 @@ def test_rl_never_ahead_of_the_base_is_no_crossover_finding(tmp_path: Path) -> N
     assert f.verdict == NOT_REPRODUCED
     assert f.why == "ei: RL is never ahead of the base, at any k; ppo: RL is never ahead of the base, at any k"
     assert "crossover_k 1" in f.measured
+
+
+def test_ei_ahead_of_a_ppo_that_learned_says_only_who_is_ahead(tmp_path: Path) -> None:
+    s = Sweep(tmp_path / "ei_ahead")
+    for seed, last in enumerate((0.50, 0.52, 0.51)):
+        s.add("sampling", "ei", seed, [0.20, 0.40, 0.45, 0.50, last])
+        s.add("sampling", "ppo", seed, [0.20, 0.25, 0.28, 0.30, last - 0.20])
+    f = findings(s.path)[1]
+    assert (f.verdict, f.why) == (NOT_REPRODUCED, "EI ahead")

@@ -9,7 +9,8 @@ Rules (every cell a rule reads needs >= 2 complete seeds; a missing cell or a si
 seed makes the finding inconclusive, with why):
 1. EI ≈ PPO (Havrilla et al. 2024): final maj@1 of sampling × ei minus sampling × ppo
    (Welch). Reproduced if the CI contains 0 and its half-width is <= 0.10; not reproduced
-   if it excludes 0; else inconclusive.
+   if it excludes 0 (the why names the trainer ahead, and says so when the one behind did
+   not learn: its final − base maj@1 gain's CI does not lie above 0); else inconclusive.
 2. Plateau: sampling × ei's per-seed gain of iteration 1 over iteration 0 (one-sample t)
    has CI lower > 0, and its gain over the last two iterations (maj@1[T] − maj@1[T−2]) has
    CI lower <= 0. Reproduced if both; not reproduced if the first gain is not significant
@@ -100,11 +101,15 @@ def gains(runs: list[Run], key: str) -> list[float]:
 
 
 def ei_vs_ppo(cells: Cells) -> Part:
-    ei, ppo = values(members(cells, "ei"), "maj@1", "final"), values(members(cells, "ppo"), "maj@1", "final")
+    runs = {label: members(cells, label) for label in ("ei", "ppo")}
+    ei, ppo = (values(runs[label], "maj@1", "final") for label in ("ei", "ppo"))
     d = welch(ei, ppo)
     measured = f"maj@1 ei {statistics.fmean(ei):.3f}, ppo {statistics.fmean(ppo):.3f}; ei − ppo {d.text(True)}"
     if not d.contains(0):
-        return Part(NOT_REPRODUCED, measured, "EI and PPO differ")
+        behind = "ppo" if d.mean > 0 else "ei"
+        gain = over_seeds(gains(runs[behind], "maj@1"))
+        learned = "" if gain.low > 0 else f"; {behind} did not learn (maj@1 gain over its base {gain.text(True)})"
+        return Part(NOT_REPRODUCED, measured, f"{'EI' if behind == 'ppo' else 'PPO'} ahead{learned}")
     if d.half <= 0.10:
         return Part(REPRODUCED, measured)
     return Part(INCONCLUSIVE, measured, f"interval too wide (half-width {d.half:.3f} > 0.10): more seeds")
