@@ -8,11 +8,11 @@ than AUC 0.55 (`value_auc`), its trainer dropped more than 5% of the searched tr
 its rollouts far behind: `approx_kl` (the mean of log π_old − log π over an update's
 tokens) above 0.15 in any round of any run, or not a number in any round (a train row carries
 `approx_kl: null` where the update's mean was NaN or infinite: the metrics file writes
-non-finite numbers as null, and a row without the key is a trainer that has no such update). On the laboratory's rounds of 1,789 problems,
-healthy PPO rounds measured 0.015–0.097; PPO at 714 steps a round reached 0.49–0.74 by round 2
-while its maj@1 fell from 0.13 to 0.05–0.10, and one seed at ~90 steps a round reached 0.22 in
-round 3 (entropy up 0.10 → 0.14, pass@64 0.57 → 0.37): such a cell measures an update that ran
-away, not the trainer. The figures themselves are written by `search.health` and the
+non-finite numbers as null, and a row without the key is a trainer that has no such update).
+On the laboratory's rounds of 1,789 problems, healthy PPO rounds measured 0.015–0.097; PPO at
+714 steps a round reached 0.49–0.74 by round 2 while its maj@1 fell from 0.13 to 0.05–0.10,
+and one seed at ~90 steps a round reached 0.22 in round 3 (entropy up 0.10 → 0.14, pass@64
+0.57 → 0.37): such a cell measures an update that ran away, not the trainer. The figures themselves are written by `search.health` and the
 trainers; this module only pools and judges them.
 """
 

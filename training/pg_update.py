@@ -102,7 +102,8 @@ class MinibatchUpdate:
         slice of every micro batch (`slice_backward`), and DDP's gradient average over the
         world is the whole minibatch's gradient."""
         model = modules["policy"]
-        fields = ("sampler_logp" if self.score_in_update else "old_logp", "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
+        pi_old = "sampler_logp" if self.score_in_update else "old_logp"  # a one-step update reads its own pi_old
+        fields = (pi_old, "advantages") + (("ref_logp",) if self.kl_in_loss else ()) + (
             ("returns", "old_values") if self.critic_active else ())
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + iteration)
         totals: dict[str, float] = {}
