@@ -75,7 +75,7 @@ def test_bf16_autocast_takes_the_fp32_step_to_bf16_precision_and_keeps_fp32_weig
 
 
 def test_an_unknown_autocast_dtype_is_one_clear_error():
-    with pytest.raises(ValueError, match=r"^sft\.autocast must be null or bfloat16, got 'float8'$"):
+    with pytest.raises(ValueError, match=r"^sft\.autocast must be null or one of \['bfloat16'\], got 'float8'$"):
         SFTConfig(autocast="float8")
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from search.config_check import (NON_NEGATIVE, POSITIVE, RUN, SEARCH, SEED, Knob, check_or_exit, count, fraction,
                                   knobs)
-from training.schema import PlateauConfig, RayCluster
+from training.schema import AUTOCAST, OLD_LOGP, PlateauConfig, RayCluster
 
 # The root keys and eval.lab that training.run reads beyond search.run's RUN.
 LOOP: dict[str, Knob] = {path: knob for path, knob in knobs(PlateauConfig).items() if path not in RUN}
@@ -28,7 +28,7 @@ _SFT = {  # training.sft.SFTConfig, training.orm.ORMConfig
     "grad_clip": NON_NEGATIVE,  # 0 = off
     "max_length": count(),
     "group_by_length": Knob(bool),
-    "autocast": Knob(str, null=True, choices=("bfloat16",)),
+    "autocast": Knob(str, null=True, choices=AUTOCAST),
 }
 
 TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
@@ -55,7 +55,7 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "top_entropy_quantile": Knob(float, gt=0, le=1),
     "reset_reference_every": count(null=True),
     "micro_batch_size": count(null=True),
-    "old_logp": Knob(str, choices=("recompute", "sampler")),
+    "old_logp": Knob(str, choices=OLD_LOGP),
     "target_kl": Knob(float, gt=0, null=True),
 }.items()}
 

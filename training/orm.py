@@ -148,7 +148,7 @@ def train_orm(orm: OutcomeRewardModel, traces: Sequence[Trace] | Sequence[tuple[
         for indices in epoch_batches(lengths, config.batch_size, config.group_by_length, generator):
             batch = [examples[i] for i in indices]
             labels = torch.tensor([y for _, y in batch])
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+            with config.autocast_context(device):
                 logits = orm.logits([x for x, _ in batch]).float()
             loss = F.binary_cross_entropy_with_logits(logits, labels)
             optimizer.zero_grad(set_to_none=True)

@@ -43,10 +43,9 @@ from training import core_algos
 from training.pg_update import MinibatchUpdate
 from training.rewards import RewardModel, check_reward
 from training.rollouts import Rollout, build_rollouts, context_tokens
+from training.schema import OLD_LOGP
 from training.step_runner import InProcess, StepRunner
 from training.token_batch import LastHidden, TokenBatch, ValueHead, forward, make_batch, unpad
-
-OLD_LOGP = ("recompute", "sampler")
 
 
 class PolicyGradientTrainer(MinibatchUpdate):

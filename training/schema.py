@@ -22,6 +22,11 @@ from omegaconf import MISSING
 
 from search.schema import EvalConfig, RunConfig, optional, required
 
+# Allowed values of string knobs that the trainers check when built and `training.config_check`
+# checks before torch loads: written once here, where both can read them.
+OLD_LOGP = ("recompute", "sampler")  # trainer.old_logp (training.pg)
+AUTOCAST = ("bfloat16",)  # sft.autocast, orm.train.autocast (training.sft.SFTConfig), or null
+
 
 @dataclass
 class LabConfig:

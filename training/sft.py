@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from training.core_algos import entropy_from_logits
+from training.schema import AUTOCAST
 
 IGNORE = -100
 
@@ -32,8 +33,13 @@ class SFTConfig:
     autocast: str | None = None  # "bfloat16": forward and backward under bf16 autocast (fp32 weights and optimizer)
 
     def __post_init__(self):
-        if self.autocast not in (None, "bfloat16"):
-            raise ValueError(f"sft.autocast must be null or bfloat16, got {self.autocast!r}")
+        if self.autocast is not None and self.autocast not in AUTOCAST:
+            raise ValueError(f"sft.autocast must be null or one of {list(AUTOCAST)}, got {self.autocast!r}")
+
+    def autocast_context(self, device: str) -> torch.autocast:
+        """The forward (and so the backward) under bf16 autocast when `autocast` asks for it;
+        weights and optimizer state stay fp32."""
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.autocast == "bfloat16")
 
 
 GROUP_BATCHES = 50  # at most this many batches per length-sorted group, as transformers' LengthGroupedSampler
@@ -185,7 +191,7 @@ def sft(
         losses = []
         for indices in epoch_batches(lengths, config.batch_size, config.group_by_length, generator):
             batch = collate([encoded[i] for i in indices], pad_id, config.max_length)
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=config.autocast == "bfloat16"):
+            with config.autocast_context(device):
                 loss = batch_loss(model, batch, shard)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
