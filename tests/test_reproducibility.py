@@ -20,6 +20,9 @@ def test_same_seed_twice_gives_identical_metrics_and_traces(tiny_runs):
     rows = rows_without_times(first)
     assert [(r["iteration"], r["kind"]) for r in rows] == [(0, "eval"), (1, "train"), (1, "eval")]
     assert rows == rows_without_times(second)
+    train = json.loads((first / "metrics.jsonl").read_text().splitlines()[1])
+    assert train["search_time"] > 0 and train["update_time"] > 0  # the round's two parts ...
+    assert train["search_time"] + train["update_time"] == pytest.approx(train["train_time"])  # ... add up to it
     traces = sorted(p.relative_to(first) for p in (first / "traces").glob("*.jsonl"))
     assert traces, "the run wrote no traces"
     for path in traces:

@@ -126,9 +126,12 @@ def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, train
     train.update(searcher.stats())  # cluster=ray: shards_retried
     folder.write_traces(iteration, results)
     folder.write_trees(iteration, results, cfg.save_trees)
+    searched = time.perf_counter()
     train.update(trainer.step(iteration, results))
     policy.update_weights()
-    train["train_time"] = time.perf_counter() - started
+    done = time.perf_counter()
+    # train_time is the whole round (its name is older than the split)
+    train.update(search_time=searched - started, update_time=done - searched, train_time=done - started)
     return train
 
 
