@@ -64,3 +64,17 @@ def test_the_table_counts_the_rounds_target_kl_stopped_early():
     assert (h["kl_stops"], h["pg_rounds"], h["flags"]) == (2, 3, [])
     assert "| 0.050 | 2/3 | ok |" in markdown([("sampling", "ppo", h)])
     assert "| – | – | ok |" in markdown([("sampling", "ei", cell_health([run_health([train_row()])]))])
+
+
+def test_a_cell_that_gave_its_trainer_nothing_to_learn_from_is_flagged():
+    """The laboratory's pretrained start ended every sample with EOS: a round of 1,789 problems
+    x 256 tokens drew ~458k one-token traces and solved nothing. Such a cell's flat curve is a
+    base that cannot answer, not a trainer that failed to learn."""
+    mute = cell_health([run_health([train_row(n_traces=457_984, search_tokens=457_984, train_solved=0.0)] * 2)])
+    assert mute["trace_tokens"] == 1.0 and mute["solved_max"] == 0.0
+    assert mute["flags"] == ["traces average 1.0 tokens (< 2): the policy ends them at once",
+                             "no round solved a train problem: its trainer had no correct trace"]
+    learning = run_health([train_row(n_traces=11_401, search_tokens=457_984, train_solved=0.0),
+                           train_row(n_traces=11_525, search_tokens=457_984, train_solved=0.01)])
+    assert cell_health([learning])["flags"] == []  # one solved round is signal; ~40 tokens a trace
+    assert cell_health([run_health([train_row()])])["solved_max"] is None  # no train_solved: not judged

@@ -12,8 +12,17 @@ non-finite numbers as null, and a row without the key is a trainer that has no s
 On the laboratory's rounds of 1,789 problems, healthy PPO rounds measured 0.015–0.097; PPO at
 714 steps a round reached 0.49–0.74 by round 2 while its maj@1 fell from 0.13 to 0.05–0.10,
 and one seed at ~90 steps a round reached 0.22 in round 3 (entropy up 0.10 → 0.14, pass@64
-0.57 → 0.37): such a cell measures an update that ran away, not the trainer. The figures themselves are written by `search.health` and the
-trainers; this module only pools and judges them.
+0.57 → 0.37): such a cell measures an update that ran away, not the trainer.
+
+A cell is also flagged when it gave its trainer nothing to learn from: its traces average
+under 2 tokens (`search_tokens` ÷ `n_traces`: the policy ends them at once, EOS first), or no
+round solved a single train problem (`train_solved` 0 throughout). The laboratory's pretrained
+start did the first: after the few-shot prompt it ends every sample with EOS (p 0.99), so each
+round drew 256 one-token samples per problem and no correct trace. Its numbers would read as a
+trainer that failed to learn; they measure a base that cannot answer.
+
+The figures themselves are written by `search.health` and the trainers; this module only
+pools and judges them.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Any
 
 from search.expand import STOP_REASONS
 
-MIN_SPENT, MIN_AUC, MAX_DROPPED, MAX_APPROX_KL = 0.9, 0.55, 0.05, 0.15
+MIN_SPENT, MIN_AUC, MAX_DROPPED, MAX_APPROX_KL, MIN_TRACE_TOKENS = 0.9, 0.55, 0.05, 0.15, 2.0
 
 
 def _mean(values: Iterable[Any]) -> float | None:
@@ -41,6 +50,8 @@ def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
     """One run's health: means over its iterations, summed stop reasons and drops."""
     traces = sum(r.get("n_traces", 0) or 0 for r in trains)
     dropped = sum(r.get("traces_dropped", 0) or 0 for r in trains)
+    sized = [r for r in trains if r.get("search_tokens") is not None and r.get("n_traces")]
+    sized_traces = sum(r["n_traces"] for r in sized)
     return {
         "spent": _mean(r.get("spent_fraction_mean") for r in trains),
         "spent_min": min((r["spent_fraction_min"] for r in trains
@@ -49,6 +60,8 @@ def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
         "value_auc": _mean(r.get("value_auc") for r in trains),
         "parse_rate": _mean(r.get("eval_parse_rate") for r in trains),
         "dropped": dropped / traces if traces else None,
+        "trace_tokens": sum(r["search_tokens"] for r in sized) / sized_traces if sized_traces else None,
+        "solved_max": _max(r.get("train_solved") for r in trains),
         "ratio_dev": _mean(r.get("ratio_dev") for r in trains),
         "approx_kl_max": _max(r.get("approx_kl") for r in trains),
         "approx_kl_nonfinite": sum("approx_kl" in r and r["approx_kl"] is None for r in trains),
@@ -59,8 +72,9 @@ def run_health(trains: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cell_health(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Pool the `run_health` of a cell's runs (means; stop reasons summed) and flag it."""
-    keys = ("spent", "value_auc", "parse_rate", "dropped", "ratio_dev")
+    keys = ("spent", "value_auc", "parse_rate", "dropped", "trace_tokens", "ratio_dev")
     out: dict[str, Any] = {k: _mean(r[k] for r in runs) for k in keys}
+    out["solved_max"] = _max(r["solved_max"] for r in runs)
     out["spent_min"] = min((r["spent_min"] for r in runs if r["spent_min"] is not None), default=None)
     out["approx_kl_max"] = _max(r["approx_kl_max"] for r in runs)
     out["approx_kl_nonfinite"] = sum(r["approx_kl_nonfinite"] for r in runs)
@@ -79,6 +93,11 @@ def flags(health: dict[str, Any]) -> list[str]:
         out.append(f"evaluator value_auc {health['value_auc']:.2f} (< {MIN_AUC}): no signal")
     if health["dropped"] is not None and health["dropped"] > MAX_DROPPED:
         out.append(f"trainer dropped {health['dropped']:.0%} of traces (> {MAX_DROPPED:.0%})")
+    if health["trace_tokens"] is not None and health["trace_tokens"] < MIN_TRACE_TOKENS:
+        out.append(f"traces average {health['trace_tokens']:.1f} tokens (< {MIN_TRACE_TOKENS:.0f}): the policy ends "
+                   "them at once")
+    if health["solved_max"] == 0:
+        out.append("no round solved a train problem: its trainer had no correct trace")
     if health["approx_kl_max"] is not None and health["approx_kl_max"] > MAX_APPROX_KL:
         out.append(f"update approx_kl {health['approx_kl_max']:.2f} (> {MAX_APPROX_KL}): the update moved the policy "
                    "far from the one that sampled its rollouts")
