@@ -23,6 +23,7 @@ def test_same_seed_twice_gives_identical_metrics_and_traces(tiny_runs):
     train = json.loads((first / "metrics.jsonl").read_text().splitlines()[1])
     assert train["search_time"] > 0 and train["update_time"] > 0  # the round's two parts ...
     assert train["search_time"] + train["update_time"] == pytest.approx(train["train_time"])  # ... add up to it
+    assert train["logp_shift_wrong"] is not None and "logp_shift_correct" in train  # training.update_shift
     traces = sorted(p.relative_to(first) for p in (first / "traces").glob("*.jsonl"))
     assert traces, "the run wrote no traces"
     for path in traces:

@@ -34,6 +34,7 @@ from training.plots import plot_run
 from training.seeding import seed_everything
 from training.tracking import open_tracking
 from training.trainer import Trainer
+from training.update_shift import draw_probe, logp_shift, trace_logps
 
 
 def derived_seed(seed: int, iteration: int, stream: int) -> int:
@@ -127,8 +128,11 @@ def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, train
     folder.write_traces(iteration, results)
     folder.write_trees(iteration, results, cfg.save_trees)
     searched = time.perf_counter()
+    probe = draw_probe(task, results, derived_seed(cfg.seed, iteration, 3))
+    before = trace_logps(policy, probe)
     train.update(trainer.step(iteration, results))
     policy.update_weights()
+    train.update(logp_shift(probe, before, trace_logps(policy, probe)))
     done = time.perf_counter()
     # train_time is the whole round (its name is older than the split)
     train.update(search_time=searched - started, update_time=done - searched, train_time=done - started)

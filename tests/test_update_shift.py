@@ -1,0 +1,48 @@
+"""logp_shift_correct / logp_shift_wrong: how a round's update moved the likelihood of the
+round's own traces, measured on a real tiny policy before and after a real SFT step."""
+
+import pytest
+
+from fixed_results import searched
+from policies.hf import HFPolicy
+from policies.tiny import build_tiny_model
+from tasks.countdown import Countdown
+from training import update_shift
+from training.sft import SFTConfig, sft
+from training.update_shift import draw_probe, logp_shift, trace_logps
+
+
+@pytest.fixture(scope="module")
+def round_results():
+    """Four problems, each with its reference trace (correct) and the reference trace of a
+    fifth to eighth problem (wrong for it, and a text the fine-tuning never sees)."""
+    task = Countdown(train_size=40, test_size=10, seed=3)
+    problems = task.problems("train", limit=8)
+    refs = [task.reference_traces(p)[0] for p in problems]
+    results = [searched(p, task.prompt(p), [(refs[i], 1.0), (refs[i + 4], 0.0)], answer=task.extract_answer)
+               for i, p in enumerate(problems[:4])]
+    return task, results
+
+
+def test_fine_tuning_on_the_correct_traces_raises_them_more_than_the_wrong(round_results):
+    task, results = round_results
+    model, tokenizer = build_tiny_model("1m", seed=0)
+    policy = HFPolicy(model, tokenizer)
+    probe = draw_probe(task, results, seed=0)
+    assert sorted(correct for _, _, correct in probe) == [False] * 4 + [True] * 4
+    before = trace_logps(policy, probe)
+    sft(model, tokenizer, [(prompt, text) for prompt, text, correct in probe if correct],
+        SFTConfig(epochs=20, batch_size=4, lr=3e-3), seed=0)
+    shift = logp_shift(probe, before, trace_logps(policy, probe))
+    assert shift["logp_shift_correct"] > 10  # nats a trace: ~40-character traces learnt by heart
+    assert shift["logp_shift_correct"] > shift["logp_shift_wrong"] + 5
+
+
+def test_the_probe_is_capped_per_kind_and_a_missing_kind_is_none(round_results, monkeypatch):
+    task, results = round_results
+    monkeypatch.setattr(update_shift, "PROBE_TRACES", 3)
+    probe = draw_probe(task, results, seed=1)
+    assert sorted(correct for _, _, correct in probe) == [False] * 3 + [True] * 3
+    assert draw_probe(task, results, seed=1) == probe  # seeded
+    only_correct = [x for x in probe if x[2]]
+    assert logp_shift(only_correct, [-5.0] * 3, [-4.0] * 3) == {"logp_shift_correct": 1.0, "logp_shift_wrong": None}
