@@ -9,7 +9,7 @@ from policies.tiny import build_tiny_model
 from tasks.countdown import Countdown
 from training import update_shift
 from training.sft import SFTConfig, sft
-from training.update_shift import draw_probe, logp_shift, trace_logps
+from training.update_shift import draw_probe, logp_shift, round_traces, trace_logps
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_fine_tuning_on_the_correct_traces_raises_them_more_than_the_wrong(round
     task, results = round_results
     model, tokenizer = build_tiny_model("1m", seed=0)
     policy = HFPolicy(model, tokenizer)
-    probe = draw_probe(task, results, seed=0)
+    probe = draw_probe(round_traces(task, results), seed=0)
     assert sorted(correct for _, _, correct in probe) == [False] * 4 + [True] * 4
     before = trace_logps(policy, probe)
     sft(model, tokenizer, [(prompt, text) for prompt, text, correct in probe if correct],
@@ -41,8 +41,8 @@ def test_fine_tuning_on_the_correct_traces_raises_them_more_than_the_wrong(round
 def test_the_probe_is_capped_per_kind_and_a_missing_kind_is_none(round_results, monkeypatch):
     task, results = round_results
     monkeypatch.setattr(update_shift, "PROBE_TRACES", 3)
-    probe = draw_probe(task, results, seed=1)
+    probe = draw_probe(round_traces(task, results), seed=1)
     assert sorted(correct for _, _, correct in probe) == [False] * 3 + [True] * 3
-    assert draw_probe(task, results, seed=1) == probe  # seeded
+    assert draw_probe(round_traces(task, results), seed=1) == probe  # seeded
     only_correct = [x for x in probe if x[2]]
     assert logp_shift(only_correct, [-5.0] * 3, [-4.0] * 3) == {"logp_shift_correct": 1.0, "logp_shift_wrong": None}

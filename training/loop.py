@@ -31,15 +31,10 @@ from training.orm import ORMTraining, WithORM, build_run_orm, strategy_overrides
 from training.eval_cache import cached_base_eval
 from training.lab_eval import lab_due, lab_metrics
 from training.plots import plot_run
-from training.seeding import seed_everything
+from training.seeding import derived_seed, seed_everything
 from training.tracking import open_tracking
 from training.trainer import Trainer
-from training.update_shift import draw_probe, logp_shift, trace_logps
-
-
-def derived_seed(seed: int, iteration: int, stream: int) -> int:
-    """Independent, reproducible seeds per (run, iteration, purpose)."""
-    return (seed * 1_000_003 + iteration * 1_009 + stream) % 2**31
+from training.update_shift import draw_probe, logp_shift, round_traces, trace_logps
 
 
 def evaluate(policy: Policy, task: Task, problems: list[Problem], cfg: DictConfig, seed: int,
@@ -128,7 +123,7 @@ def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, train
     folder.write_traces(iteration, results)
     folder.write_trees(iteration, results, cfg.save_trees)
     searched = time.perf_counter()
-    probe = draw_probe(task, results, derived_seed(cfg.seed, iteration, 3))
+    probe = draw_probe(round_traces(task, results), derived_seed(cfg.seed, iteration, 3))
     before = trace_logps(policy, probe)
     train.update(trainer.step(iteration, results))
     policy.update_weights()
