@@ -27,7 +27,7 @@ def test_same_seed_twice_gives_identical_metrics_and_traces(tiny_runs):
     train = json.loads((first / "metrics.jsonl").read_text().splitlines()[1])
     assert train["search_time"] > 0 and train["update_time"] > 0  # the round's two parts ...
     assert train["search_time"] + train["update_time"] == pytest.approx(train["train_time"])  # ... add up to it
-    assert train["logp_shift_wrong"] is not None and "logp_shift_correct" in train  # training.update_shift
+    assert train["logp_shift_invalid"] is not None and "logp_shift_valid" in train  # training.update_shift
     traces = sorted(p.relative_to(first) for p in (first / "traces").glob("*.jsonl"))
     assert traces, "the run wrote no traces"
     for path in traces:
@@ -48,7 +48,7 @@ def test_a_saved_round_gives_back_the_update_shift_its_run_logged(tiny_runs):
     assert done.returncode == 0, done.stderr[-2000:]
     logged = json.loads((first / "metrics.jsonl").read_text().splitlines()[1])
     again = json.loads(done.stdout.splitlines()[-1])
-    for key in ("logp_shift_correct", "logp_shift_wrong"):
+    for key in ("logp_shift_valid", "logp_shift_invalid"):
         assert (again[key] is None) == (logged[key] is None) and again[key] == pytest.approx(logged[key], abs=1e-4), key
     missing = subprocess.run([sys.executable, "-m", "training.update_shift", str(first), "9"], cwd=root, env=env,
                              capture_output=True, text=True, timeout=300)

@@ -123,7 +123,7 @@ def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, train
     folder.write_traces(iteration, results)
     folder.write_trees(iteration, results, cfg.save_trees)
     searched = time.perf_counter()
-    probe = draw_probe(round_traces(task, results), derived_seed(cfg.seed, iteration, 3))
+    probe = draw_probe(round_traces(results), derived_seed(cfg.seed, iteration, 3))
     before = trace_logps(policy, probe)
     train.update(trainer.step(iteration, results))
     policy.update_weights()

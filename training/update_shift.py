@@ -1,14 +1,18 @@
-"""How a round's update moved the likelihood of that round's own traces, correct and wrong
-apart: `logp_shift_correct` and `logp_shift_wrong` on every train row, the mean change of a
+"""How a round's update moved the likelihood of that round's own traces, valid and invalid
+apart: `logp_shift_valid` and `logp_shift_invalid` on every train row, the mean change of a
 trace's summed log p (nats) from before the trainer's step to after it, over up to
-`PROBE_TRACES` traces of each kind drawn from the round's search.
+`PROBE_TRACES` traces of each kind drawn from the round's search. Valid is the verifier's
+full reward (`trace_valid@k`'s judge): the traces EI keeps and a sparse reward pays. A trace
+whose answer is right but whose steps are not (390 of round 1's 1,225 right answers on the
+laboratory) is invalid: no trainer rewards it.
 
 Why: two updates can move the policy equally far (the same `approx_kl`) and do opposite
-things with it. On the plateau laboratory's first round, EI raised its correct traces by
-+0.43 nats a trace and lowered the wrong ones by 3.45; PPO and GRPO lowered the wrong ones
-by 0.7-1.2 and left the correct ones where they were (-0.12 to +0.05). Their updates were
-spent pushing failures down, and the mass went elsewhere than to the correct traces. This
-is the figure that shows it; the round's approx_kl, entropy and accuracy do not.
+things with it. On the plateau laboratory's first round (sampling, seed 0) EI raised its
+valid traces by +0.82 nats a trace and lowered the invalid ones by 3.45; PPO lowered the
+invalid ones by 1.2 and its valid ones too (-0.17; -0.14 at GAE lambda 1), GRPO moved them
+by +0.06 and -0.75. A policy-gradient round there spends its update pushing failures down,
+and the freed probability does not go to the traces it rewarded. The round's approx_kl,
+entropy and accuracy do not show this; these two figures do.
 
 For a round of a run saved before the figure existed (its traces file and checkpoints):
 
@@ -29,23 +33,21 @@ from omegaconf import OmegaConf
 
 from policies import Policy
 from search import SearchResult
-from search.metrics import answer_correct
-from tasks import Task
-from tasks.config import build_task
+from search.metrics import trace_valid
 from training.seeding import derived_seed
 
-PROBE_TRACES = 256  # per kind (correct, wrong): two teacher-forced passes over at most 512 traces a round
+PROBE_TRACES = 256  # per kind (valid, invalid): two teacher-forced passes over at most 512 traces a round
 
-Probe = list[tuple[str, str, bool]]  # (prompt, trace text, correct)
+Probe = list[tuple[str, str, bool]]  # (prompt, trace text, valid)
 
 
-def round_traces(task: Task, results: list[SearchResult]) -> Probe:
-    """Every non-empty trace of a round's search, judged as the answer metrics judge it."""
-    return [(r.tree.prompt, t.text, answer_correct(task, r.problem, t)) for r in results for t in r.traces() if t.text]
+def round_traces(results: list[SearchResult]) -> Probe:
+    """Every non-empty trace of a round's search, with whether it earned the full reward."""
+    return [(r.tree.prompt, t.text, trace_valid(t)) for r in results for t in r.traces() if t.text]
 
 
 def draw_probe(traces: Probe, seed: int) -> Probe:
-    """Up to `PROBE_TRACES` correct and as many wrong traces, drawn with `seed`."""
+    """Up to `PROBE_TRACES` valid and as many invalid traces, drawn with `seed`."""
     rng = random.Random(seed)
     kinds = [[x for x in traces if x[2] is kind] for kind in (True, False)]
     return [x for kind in kinds for x in rng.sample(kind, min(PROBE_TRACES, len(kind)))]
@@ -61,8 +63,8 @@ def trace_logps(policy: Policy, probe: Probe) -> list[float]:
 def logp_shift(probe: Probe, before: list[float], after: list[float]) -> dict[str, float | None]:
     """Mean after - before per kind; None for a kind the round did not produce."""
     out: dict[str, float | None] = {}
-    for key, kind in (("logp_shift_correct", True), ("logp_shift_wrong", False)):
-        deltas = [a - b for (_, _, correct), b, a in zip(probe, before, after) if correct == kind]
+    for key, kind in (("logp_shift_valid", True), ("logp_shift_invalid", False)):
+        deltas = [a - b for (_, _, valid), b, a in zip(probe, before, after) if valid == kind]
         out[key] = statistics.fmean(deltas) if deltas else None
     return out
 
@@ -71,12 +73,9 @@ def saved_round(run: Path, iteration: int) -> dict[str, float | None]:
     """The figures of a saved run's round, from `traces/iter_<i>.jsonl` and the checkpoints
     around it (the run's base before round 1), with the probe the run itself would draw."""
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
-    task = build_task(cfg.task)
-    problems = {p.id: p for p in task.problems("train")}
     traces_file = run / "traces" / f"iter_{iteration:03d}.jsonl"
     rows = [json.loads(line) for line in traces_file.read_text().splitlines()]
-    traces = [(r["prompt"], r["completion"], task.check_answer(problems[r["problem_id"]], r["answer"]))
-              for r in rows if r["completion"]]
+    traces = [(r["prompt"], r["completion"], r["reward"] >= 1.0) for r in rows if r["completion"]]
     probe = draw_probe(traces, derived_seed(cfg.seed, iteration, 3))
     policy = instantiate(cfg.policy)
     if iteration > 1:
