@@ -81,10 +81,10 @@ def error_line(error: Exception, *tables: Mapping[str, Knob]) -> str:
             return f"config error: {key}={cause.value!r} is not allowed; expected {knobs[key].allowed()}{at}"
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
             parent = key.rpartition(".")[0]
-            if key in knobs:  # declared for other choices of the group (e.g. trainer.lam is PPO's, not EI's)
+            if key in knobs or any(k.startswith(key + ".") for k in knobs):  # another choice's key (PPO's lam)
                 return (f"config error: {key} is not a key of the {parent} this config composes{at}; other {parent} "
-                        f"choices have it: choose one on the command line (in a sweep, a group swept in "
-                        f"hydra.sweeper.params is chosen only per job), or add the key with +{key}=")
+                        f"choices have it: choose one of them on the command line (in a sweep, a group swept in "
+                        f"hydra.sweeper.params is chosen only per job)")
             siblings = [p for p in knobs if p.rpartition(".")[0] == parent]
             guess = difflib.get_close_matches(key, siblings, n=1)
             return f"config error: {key} is not a known key{at}" + (f"; did you mean {guess[0]}?" if guess else "")

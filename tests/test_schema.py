@@ -66,8 +66,11 @@ WRONG_TYPES = [
      "config error: cluster.cpus_per_worker='two' is not allowed; expected an integer >= 1"),
     (("iteratons=3",), "config error: iteratons is not a known key; did you mean iterations?"),
     (("trainer=ei", "trainer.lam=1.0"), "config error: trainer.lam is not a key of the trainer this config composes; "
-     "other trainer choices have it: choose one on the command line (in a sweep, a group swept in "
-     "hydra.sweeper.params is chosen only per job), or add the key with +trainer.lam="),
+     "other trainer choices have it: choose one of them on the command line (in a sweep, a group swept in "
+     "hydra.sweeper.params is chosen only per job)"),
+    (("trainer=ppo", "trainer.sft.lr=0.1"), "config error: trainer.sft is not a key of the trainer this config "
+     "composes; other trainer choices have it: choose one of them on the command line (in a sweep, a group swept in "
+     "hydra.sweeper.params is chosen only per job)"),
 ]
 
 

@@ -37,9 +37,10 @@ class SFTConfig:
             raise ValueError(f"sft.autocast must be null or one of {list(AUTOCAST)}, got {self.autocast!r}")
 
     def autocast_context(self, device: str) -> torch.autocast:
-        """The forward (and so the backward) under bf16 autocast when `autocast` asks for it;
-        weights and optimizer state stay fp32."""
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.autocast == "bfloat16")
+        """The forward (and so the backward) under autocast to the `autocast` dtype when it is
+        set; weights and optimizer state stay fp32."""
+        dtype = getattr(torch, self.autocast or "bfloat16")  # the disabled context still takes a dtype
+        return torch.autocast(device, dtype=dtype, enabled=self.autocast is not None)
 
 
 GROUP_BATCHES = 50  # at most this many batches per length-sorted group, as transformers' LengthGroupedSampler

@@ -34,33 +34,34 @@ from omegaconf import OmegaConf
 from policies import Policy
 from search import SearchResult
 from search.metrics import trace_valid
+from search.threads import use_threads
 from training.seeding import derived_seed
 
 PROBE_TRACES = 256  # per kind (valid, invalid): two teacher-forced passes over at most 512 traces a round
 
-Probe = list[tuple[str, str, bool]]  # (prompt, trace text, valid)
+Judged = list[tuple[str, str, bool]]  # (prompt, trace text, valid): a round's traces, or the probe drawn from them
 
 
-def round_traces(results: list[SearchResult]) -> Probe:
+def round_traces(results: list[SearchResult]) -> Judged:
     """Every non-empty trace of a round's search, with whether it earned the full reward."""
     return [(r.tree.prompt, t.text, trace_valid(t)) for r in results for t in r.traces() if t.text]
 
 
-def draw_probe(traces: Probe, seed: int) -> Probe:
+def draw_probe(traces: Judged, seed: int) -> Judged:
     """Up to `PROBE_TRACES` valid and as many invalid traces, drawn with `seed`."""
     rng = random.Random(seed)
-    kinds = [[x for x in traces if x[2] is kind] for kind in (True, False)]
+    kinds = [[x for x in traces if x[2] == kind] for kind in (True, False)]
     return [x for kind in kinds for x in rng.sample(kind, min(PROBE_TRACES, len(kind)))]
 
 
-def trace_logps(policy: Policy, probe: Probe) -> list[float]:
+def trace_logps(policy: Policy, probe: Judged) -> list[float]:
     """Each probed trace's summed log p under `policy` as it stands."""
     if not probe:
         return []
     return [sum(row) for row in policy.logprobs([p for p, _, _ in probe], [t for _, t, _ in probe])]
 
 
-def logp_shift(probe: Probe, before: list[float], after: list[float]) -> dict[str, float | None]:
+def logp_shift(probe: Judged, before: list[float], after: list[float]) -> dict[str, float | None]:
     """Mean after - before per kind; None for a kind the round did not produce."""
     out: dict[str, float | None] = {}
     for key, kind in (("logp_shift_valid", True), ("logp_shift_invalid", False)):
@@ -73,6 +74,7 @@ def saved_round(run: Path, iteration: int) -> dict[str, float | None]:
     """The figures of a saved run's round, from `traces/iter_<i>.jsonl` and the checkpoints
     around it (the run's base before round 1), with the probe the run itself would draw."""
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    use_threads(cfg.get("threads"))  # the run's own: a base rebuilt into an empty cache must come out the same
     traces_file = run / "traces" / f"iter_{iteration:03d}.jsonl"
     rows = [json.loads(line) for line in traces_file.read_text().splitlines()]
     traces = [(r["prompt"], r["completion"], r["reward"] >= 1.0) for r in rows if r["completion"]]
@@ -90,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="a training.run folder (its .hydra/, traces/ and checkpoints/)")
     parser.add_argument("iteration", type=int, help="the round (1 = the first update)")
     args = parser.parse_args(argv)
+    checkpoints = [args.run / "checkpoints" / f"iter_{i:03d}" / "COMPLETE" for i in (args.iteration - 1, args.iteration)
+                   if i >= 1]  # save_checkpoint writes COMPLETE last
     for needed in (args.run / ".hydra" / "config.yaml", args.run / "traces" / f"iter_{args.iteration:03d}.jsonl",
-                   args.run / "checkpoints" / f"iter_{args.iteration:03d}"):
+                   *checkpoints):
         if not needed.exists():
             sys.exit(f"training.update_shift: {needed} does not exist")
     print(json.dumps(saved_round(args.run, args.iteration)))
