@@ -50,9 +50,15 @@ def answer_correct(task: Task, problem: Problem, trace: Trace) -> bool:
     return task.check_answer(problem, trace.answer)
 
 
+def full_reward(reward: float) -> bool:
+    """Whether a reward is the full one (every step checked): the one rule for a saved trace's
+    reward and a live trace alike."""
+    return reward >= 1.0
+
+
 def trace_valid(trace: Trace) -> bool:
     """The judge of trace_valid@k: did the trace earn the full reward (every step checked)?"""
-    return trace.reward >= 1.0
+    return full_reward(trace.reward)
 
 
 def maj_at_k(task: Task, problem: Problem, traces: Sequence[Trace], k: int) -> float:

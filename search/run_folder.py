@@ -77,7 +77,10 @@ class RunFolder:
                     "iteration": iteration, "strategy": t.meta.get("strategy", ""), "problem_id": t.problem_id,
                     "reward": t.reward, "answer": t.answer, "tokens": t.tokens, "finish_reason": t.finish_reason,
                     "prompt": t.prompt, "completion": t.text}))
-        write_atomic(self.root / "traces" / f"iter_{iteration:03d}.jsonl", "".join(x + "\n" for x in lines))
+        write_atomic(self.traces_file(iteration), "".join(x + "\n" for x in lines))
+
+    def traces_file(self, iteration: int) -> Path:
+        return self.root / "traces" / f"iter_{iteration:03d}.jsonl"
 
     def write_trees(self, iteration: int, results: list[SearchResult], limit: int) -> None:
         for r in results[:limit]:

@@ -31,7 +31,7 @@ from training.rcrl import RCRL
 from tiny_run import RESUMABLE_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["iterations=2", *RESUMABLE_RUN]
+TINY = ["iterations=2", "update_shift_traces=0", *RESUMABLE_RUN]  # no probe: these runs test the edges
 
 
 def train(run_dir: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -69,6 +69,7 @@ def test_metrics_hold_null_where_the_loss_was_nan(finished):
     rows = strict_rows(finished / "metrics.jsonl")
     assert [r["iteration"] for r in rows] == [0, 1, 1, 2, 2]
     assert [r["loss"] for r in rows if r["kind"] == "train"] == [None, None]  # no correct trace: nothing to fit
+    assert {r["logp_shift_invalid"] for r in rows if r["kind"] == "train"} == {None}  # update_shift_traces=0: off
 
 
 def test_write_metrics_turns_nan_inf_and_numpy_scalars_into_strict_json(tmp_path):

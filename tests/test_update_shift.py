@@ -7,7 +7,6 @@ from fixed_results import searched
 from policies.hf import HFPolicy
 from policies.tiny import build_tiny_model
 from tasks.countdown import Countdown
-from training import update_shift
 from training.sft import SFTConfig, sft
 from training.update_shift import draw_probe, logp_shift, round_traces, trace_logps
 
@@ -28,7 +27,7 @@ def test_fine_tuning_on_the_valid_traces_raises_them_more_than_the_invalid(round
     task, results = round_results
     model, tokenizer = build_tiny_model("1m", seed=0)
     policy = HFPolicy(model, tokenizer)
-    probe = draw_probe(round_traces(results), seed=0)
+    probe = draw_probe(round_traces(results), 256, seed=0)
     assert sorted(valid for _, _, valid in probe) == [False] * 4 + [True] * 4
     before = trace_logps(policy, probe)
     sft(model, tokenizer, [(prompt, text) for prompt, text, valid in probe if valid],
@@ -38,11 +37,12 @@ def test_fine_tuning_on_the_valid_traces_raises_them_more_than_the_invalid(round
     assert shift["logp_shift_valid"] > shift["logp_shift_invalid"] + 5
 
 
-def test_the_probe_is_capped_per_kind_and_a_missing_kind_is_none(round_results, monkeypatch):
+def test_the_probe_is_capped_per_kind_and_a_missing_kind_is_none(round_results):
     task, results = round_results
-    monkeypatch.setattr(update_shift, "PROBE_TRACES", 3)
-    probe = draw_probe(round_traces(results), seed=1)
+    probe = draw_probe(round_traces(results), 3, seed=1)
     assert sorted(valid for _, _, valid in probe) == [False] * 3 + [True] * 3
-    assert draw_probe(round_traces(results), seed=1) == probe  # seeded
+    assert draw_probe(round_traces(results), 3, seed=1) == probe  # seeded
+    assert draw_probe(round_traces(results), 0, seed=1) == []  # update_shift_traces=0: off
+    assert logp_shift([], [], []) == {"logp_shift_valid": None, "logp_shift_invalid": None}
     only_valid = [x for x in probe if x[2]]
     assert logp_shift(only_valid, [-5.0] * 3, [-4.0] * 3) == {"logp_shift_valid": 1.0, "logp_shift_invalid": None}

@@ -21,6 +21,7 @@ from search import Budget, SearchResult
 from search.health import search_health, value_auc
 from search.console import quiet_in_parallel, say
 from search.policy_eval import evaluate_policy
+from search.metrics import trace_valid
 from search.run_folder import RunFolder
 from search.view import write_view
 from tasks import Problem, Task
@@ -56,7 +57,7 @@ def _train_summary(results: list[SearchResult], budget: Budget, policy: Policy, 
     traces = [t for r in results for t in r.traces()]
     return {
         "train_reward": sum(t.reward for t in traces) / max(1, len(traces)),
-        "train_solved": sum(any(t.reward >= 1.0 for t in r.traces()) for r in results) / max(1, len(results)),
+        "train_solved": sum(any(trace_valid(t) for t in r.traces()) for r in results) / max(1, len(results)),
         "search_tokens": sum(r.tokens for r in results),
         "search_calls": max((r.calls for r in results), default=0),
         "n_traces": len(traces),
@@ -123,7 +124,7 @@ def _search_and_train(cfg: DictConfig, iteration: int, searcher: Searcher, train
     folder.write_traces(iteration, results)
     folder.write_trees(iteration, results, cfg.save_trees)
     searched = time.perf_counter()
-    probe = draw_probe(round_traces(results), derived_seed(cfg.seed, iteration, 3))
+    probe = draw_probe(round_traces(results), cfg.update_shift_traces, derived_seed(cfg.seed, iteration, 3))
     before = trace_logps(policy, probe)
     train.update(trainer.step(iteration, results))
     policy.update_weights()

@@ -75,6 +75,7 @@ class PlateauConfig(RunConfig):
     iterations: int = required(ge=0)
     train_problems: int = required(ge=1)
     resume: bool = required()
+    update_shift_traces: int = required(ge=0)
     eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     cluster: Any = MISSING  # typed by its option's schema (LocalCluster, RayCluster)
     task: Any = MISSING

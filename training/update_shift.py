@@ -1,7 +1,7 @@
 """How a round's update moved the likelihood of that round's own traces, valid and invalid
 apart: `logp_shift_valid` and `logp_shift_invalid` on every train row, the mean change of a
 trace's summed log p (nats) from before the trainer's step to after it, over up to
-`PROBE_TRACES` traces of each kind drawn from the round's search. Valid is the verifier's
+`update_shift_traces` (256) traces of each kind drawn from the round's search. Valid is the verifier's
 full reward (`trace_valid@k`'s judge): the traces EI keeps and a sparse reward pays. A trace
 whose answer is right but whose steps are not (390 of round 1's 1,225 right answers on the
 laboratory) is invalid: no trainer rewards it.
@@ -33,11 +33,11 @@ from omegaconf import OmegaConf
 
 from policies import Policy
 from search import SearchResult
-from search.metrics import trace_valid
+from search.metrics import full_reward, trace_valid
+from search.run_folder import RunFolder
 from search.threads import use_threads
+from training.checkpoint import COMPLETE
 from training.seeding import derived_seed
-
-PROBE_TRACES = 256  # per kind (valid, invalid): two teacher-forced passes over at most 512 traces a round
 
 Judged = list[tuple[str, str, bool]]  # (prompt, trace text, valid): a round's traces, or the probe drawn from them
 
@@ -47,11 +47,13 @@ def round_traces(results: list[SearchResult]) -> Judged:
     return [(r.tree.prompt, t.text, trace_valid(t)) for r in results for t in r.traces() if t.text]
 
 
-def draw_probe(traces: Judged, seed: int) -> Judged:
-    """Up to `PROBE_TRACES` valid and as many invalid traces, drawn with `seed`."""
+def draw_probe(traces: Judged, per_kind: int, seed: int) -> Judged:
+    """Up to `per_kind` valid and as many invalid traces, drawn with `seed` (the config's
+    `update_shift_traces`: two teacher-forced passes over at most twice that a round; 0 draws
+    none, and the figures are then None)."""
     rng = random.Random(seed)
     kinds = [[x for x in traces if x[2] == kind] for kind in (True, False)]
-    return [x for kind in kinds for x in rng.sample(kind, min(PROBE_TRACES, len(kind)))]
+    return [x for kind in kinds for x in rng.sample(kind, min(per_kind, len(kind)))]
 
 
 def trace_logps(policy: Policy, probe: Judged) -> list[float]:
@@ -71,19 +73,20 @@ def logp_shift(probe: Judged, before: list[float], after: list[float]) -> dict[s
 
 
 def saved_round(run: Path, iteration: int) -> dict[str, float | None]:
-    """The figures of a saved run's round, from `traces/iter_<i>.jsonl` and the checkpoints
-    around it (the run's base before round 1), with the probe the run itself would draw."""
+    """The figures of a saved run's round, from its traces file and the checkpoints around it
+    (the run's base before round 1), with the probe the run itself would draw (256 a kind
+    for runs saved before `update_shift_traces` existed)."""
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     use_threads(cfg.get("threads"))  # the run's own: a base rebuilt into an empty cache must come out the same
-    traces_file = run / "traces" / f"iter_{iteration:03d}.jsonl"
-    rows = [json.loads(line) for line in traces_file.read_text().splitlines()]
-    traces = [(r["prompt"], r["completion"], r["reward"] >= 1.0) for r in rows if r["completion"]]
-    probe = draw_probe(traces, derived_seed(cfg.seed, iteration, 3))
+    folder = RunFolder(run)
+    rows = [json.loads(line) for line in folder.traces_file(iteration).read_text().splitlines()]
+    traces = [(r["prompt"], r["completion"], full_reward(r["reward"])) for r in rows if r["completion"]]
+    probe = draw_probe(traces, cfg.get("update_shift_traces", 256), derived_seed(cfg.seed, iteration, 3))
     policy = instantiate(cfg.policy)
     if iteration > 1:
-        policy.update_weights(run / "checkpoints" / f"iter_{iteration - 1:03d}")
+        policy.update_weights(folder.checkpoint_dir(iteration - 1))
     before = trace_logps(policy, probe)
-    policy.update_weights(run / "checkpoints" / f"iter_{iteration:03d}")
+    policy.update_weights(folder.checkpoint_dir(iteration))
     return logp_shift(probe, before, trace_logps(policy, probe))
 
 
@@ -92,10 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", type=Path, help="a training.run folder (its .hydra/, traces/ and checkpoints/)")
     parser.add_argument("iteration", type=int, help="the round (1 = the first update)")
     args = parser.parse_args(argv)
-    checkpoints = [args.run / "checkpoints" / f"iter_{i:03d}" / "COMPLETE" for i in (args.iteration - 1, args.iteration)
+    config = args.run / ".hydra" / "config.yaml"
+    if not config.exists():
+        sys.exit(f"training.update_shift: {config} does not exist")
+    folder = RunFolder(args.run)
+    checkpoints = [folder.checkpoint_dir(i) / COMPLETE for i in (args.iteration - 1, args.iteration)
                    if i >= 1]  # save_checkpoint writes COMPLETE last
-    for needed in (args.run / ".hydra" / "config.yaml", args.run / "traces" / f"iter_{args.iteration:03d}.jsonl",
-                   *checkpoints):
+    for needed in (folder.traces_file(args.iteration), *checkpoints):
         if not needed.exists():
             sys.exit(f"training.update_shift: {needed} does not exist")
     print(json.dumps(saved_round(args.run, args.iteration)))
