@@ -53,6 +53,7 @@ TRAINER: dict[str, Knob] = {f"trainer.{key}": knob for key, knob in {
     "pass_k": count(),
     "cov_fraction": Knob(float, gt=0, le=1, null=True),
     "top_entropy_quantile": Knob(float, gt=0, le=1),
+    "negative_weight": NON_NEGATIVE,
     "reset_reference_every": count(null=True),
     "micro_batch_size": count(null=True),
     "old_logp": Knob(str, choices=OLD_LOGP),

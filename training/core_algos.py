@@ -250,6 +250,17 @@ def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float)
     return ((entropy >= threshold) & (mask > 0)).to(mask.dtype)
 
 
+def weight_negative_advantages(advantages: torch.Tensor, weight: float) -> torch.Tensor:
+    """Negative advantages times `weight`, positive ones as they are: how much an update
+    pushes sampled failures down against how much it pulls successes up. Below 1 leans
+    toward EI's "learn the successes" (Arnal et al. 2025, asymmetric REINFORCE); above 1
+    toward negative-sample reinforcement, which Zhu et al. 2025 find keeps pass@k at large
+    k (their W-REINFORCE weighs positives by 0.1: `weight` 10 at a tenth of the lr)."""
+    if weight < 0:
+        raise ValueError(f"trainer.negative_weight must be >= 0, got {weight}")
+    return advantages if weight == 1 else torch.where(advantages < 0, advantages * weight, advantages)
+
+
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
                clip: float | None = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped value loss 0.5 * max((V - R)^2, (V_clipped - R)^2), with V_clipped

@@ -16,7 +16,8 @@ A subclass fills in each rollout's per-token advantages (and value targets);
 with an optional KL penalty against a frozen reference and an optional critic, in micro
 batches of `micro_batch_size` traces whose gradients accumulate (so n in the hundreds per
 problem fits in memory). The exploration options of 2025 RL sit here too:
-`policy_loss: kl_cov | clip_cov` (with `cov_fraction`), `top_entropy_quantile`, and
+`policy_loss: kl_cov | clip_cov` (with `cov_fraction`), `top_entropy_quantile`,
+`negative_weight` (failures' advantages against successes'), and
 `reset_reference_every` (ProRL's reference and optimizer resets). The algorithms
 themselves live in `training.core_algos`.
 
@@ -62,9 +63,9 @@ class PolicyGradientTrainer(MinibatchUpdate):
                  loss_agg: str = "token-mean", policy_loss: str = "ppo", kl_coef: float = 0.0,
                  kl_estimator: str = "k3", entropy_coef: float = 0.0, old_logp: str = "recompute",
                  reward: str = "sparse", orm: RewardModel | None = None, cov_fraction: float | None = None,
-                 top_entropy_quantile: float = 1.0, reset_reference_every: int | None = None,
-                 micro_batch_size: int | None = None, target_kl: float | None = None, name: str | None = None,
-                 seed: int = 0, progress: bool = False,
+                 top_entropy_quantile: float = 1.0, negative_weight: float = 1.0,
+                 reset_reference_every: int | None = None, micro_batch_size: int | None = None,
+                 target_kl: float | None = None, name: str | None = None, seed: int = 0, progress: bool = False,
                  runner: StepRunner | None = None):
         if epochs < 1 or minibatch_size < 1:
             raise ValueError(f"trainer.epochs and trainer.minibatch_size must be >= 1, got {epochs}, {minibatch_size}")
@@ -84,7 +85,9 @@ class PolicyGradientTrainer(MinibatchUpdate):
         if self.loss_options and "cov_fraction" not in inspect.signature(self.policy_loss).parameters:
             raise ValueError(f"trainer.cov_fraction is for policy_loss kl_cov | clip_cov, not {policy_loss!r}")
         core_algos.top_entropy_mask(torch.ones(1, 1), torch.ones(1, 1), top_entropy_quantile)  # checks the range
+        core_algos.weight_negative_advantages(torch.zeros(1), negative_weight)  # checks the range
         self.top_entropy_quantile, self.reset_reference_every = top_entropy_quantile, reset_reference_every
+        self.negative_weight = negative_weight
         self.runner = runner or InProcess()  # where the update runs: here, or data-parallel (cluster.train_workers)
         selecting = [key for key, on in ((f"trainer.policy_loss={policy_loss}",
                                           "cov_fraction" in inspect.signature(self.policy_loss).parameters),

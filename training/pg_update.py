@@ -67,6 +67,7 @@ class MinibatchUpdate:
     kl_estimator: str
     entropy_coef: float
     top_entropy_quantile: float
+    negative_weight: float
     critic_active: bool
     vf_coef: float
     value_clip: float | None
@@ -196,7 +197,7 @@ class MinibatchUpdate:
         # KL(pi_old || pi) by the non-negative k3 estimator, as target_kl reads it (CleanRL's approx_kl; the
         # policy loss's own `approx_kl` is the k1 mean of log pi_old - log pi, verl's ppo_kl, which can be < 0)
         token_stats["approx_kl_k3"] = core_algos.masked_mean(ratio - 1 - log_ratio, mask)
-        advantages = t["advantages"]
+        advantages = core_algos.weight_negative_advantages(t["advantages"], self.negative_weight)
         if self.top_entropy_quantile < 1:  # the 80/20 rule: the policy gradient only on high-entropy tokens
             keep = core_algos.top_entropy_mask(scores["entropy"], mask, self.top_entropy_quantile)
             advantages = advantages * keep
