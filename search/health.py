@@ -30,6 +30,7 @@ from scipy.stats import mannwhitneyu
 from policies import Policy
 from search.budget import Budget
 from search.expand import STOP_REASONS
+from search.metrics import full_reward
 from search.result import SearchResult
 from tasks import Task
 
@@ -70,7 +71,7 @@ def value_auc(results: list[SearchResult], policy: Policy, task: Task, *, nodes:
     prompts = [r.tree.prompt + r.tree.prefix(n) for r, n in picked]
     groups = policy.sample(prompts, n=rollouts, max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0,
                            stop=None, seed=seed)
-    labels = [any(task.reward(r.problem, r.tree.prefix(n) + s.text) >= 1.0 for s in group)
+    labels = [any(full_reward(task.reward(r.problem, r.tree.prefix(n) + s.text)) for s in group)
               for (r, n), group in zip(picked, groups)]
     scores = [float(r.tree[n]["score"]) for r, n in picked]
     return {"value_auc": roc_auc(scores, labels), "value_auc_nodes": len(picked),

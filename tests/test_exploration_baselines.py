@@ -197,3 +197,26 @@ def test_without_the_negative_advantages_grpo_pulls_its_successes_up_and_pushes_
     # measured: weight 1 moved them +2.87 / -2.77 nats a trace, weight 0 +3.65 / -1.57
     assert shifts[0.0]["logp_shift_invalid"] > shifts[1.0]["logp_shift_invalid"] + 0.5
     assert shifts[0.0]["logp_shift_valid"] > shifts[1.0]["logp_shift_valid"] > 0
+
+
+def test_ppo_weights_the_policy_term_only_its_critic_learns_the_same_returns(raw):
+    """negative_weight acts on the policy gradient after GAE: the critic's value targets
+    (returns) are the same at weight 0 and 1, and the policy steps differ."""
+    task, policy, results = rollouts_of(raw, n=4)
+    for r in results:
+        for i, leaf in enumerate(r.tree.terminals()):
+            r.tree[leaf]["reward"] = float(i == 0)
+    returns, weights = {}, {}
+    for weight in (1.0, 0.0):
+        policy.model.load_state_dict(raw[2])
+        trainer = PPO(lr=1e-3, minibatch_size=16, kl_coef=0.0, lam=1.0, negative_weight=weight)
+        trainer.setup(policy, task)
+        # the outcome as marked on the tree (the trainer's own would re-verify the untrained samples: all 0)
+        trainer.token_rewards = lambda rs: [[0.0] * (len(r.response_ids) - 1) + [r.trace.reward] for r in rs]
+        original = trainer.assign_advantages
+        trainer.assign_advantages = lambda rs, weight=weight: (original(rs), returns.__setitem__(
+            weight, [list(r.returns) for r in rs]))[0]
+        trainer.step(1, results)
+        weights[weight] = {k: v.clone() for k, v in policy.model.state_dict().items()}
+    assert returns[0.0] == returns[1.0] and any(returns[1.0])
+    assert any(not torch.allclose(weights[0.0][k], v) for k, v in weights[1.0].items())

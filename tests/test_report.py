@@ -244,6 +244,16 @@ def test_cells_keep_reward_and_initialisation_variants_apart(tmp_path: Path) -> 
     assert len(collect_runs(s.path, s.path)) == 6  # a sweep named twice counts once
 
 
+def test_an_unnamed_trainer_with_a_negative_weight_is_its_own_cell(tmp_path: Path) -> None:
+    s = tmp_path / "weights"
+    evals = [(0.1, 0.3, 1, 0), (0.2, 0.4, 1, 1000)]
+    ppo = {"_target_": "training.ppo.PPO"}
+    for num, (trainer, seed) in enumerate([({**ppo, "negative_weight": 1.0}, 0), ({**ppo, "negative_weight": 0.2}, 0),
+                                           ({**ppo, "negative_weight": 0.2, "name": "ppo+asym"}, 0)]):
+        job(s, num, MCTS, trainer, seed, evals, iterations=1, choices={"search": "mcts", "trainer": "ppo"})
+    assert [r.label for r in collect_runs(s)] == ["ppo", "ppo+neg0.2", "ppo+asym"]
+
+
 STRATEGY_LABS = {  # beyond_support correct counts (of 64) per problem at the final iteration, per seed
     "sampling": [[0] * 4] * 3, "mcts": [[32, 32, 0, 0], [32, 32, 0, 0], [32, 32, 32, 0]], "tot": [[0] * 4] * 3,
     "evolution": [[1, 0, 0, 0], [0] * 4, [0] * 4], "best_first": [[32] * 4] * 3,

@@ -252,10 +252,13 @@ def top_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float)
 
 def weight_negative_advantages(advantages: torch.Tensor, weight: float) -> torch.Tensor:
     """Negative advantages times `weight`, positive ones as they are: how much an update
-    pushes sampled failures down against how much it pulls successes up. Below 1 leans
-    toward EI's "learn the successes" (Arnal et al. 2025, asymmetric REINFORCE); above 1
-    toward negative-sample reinforcement, which Zhu et al. 2025 find keeps pass@k at large
-    k (their W-REINFORCE weighs positives by 0.1: `weight` 10 at a tenth of the lr)."""
+    pushes down what did worse than expected against how much it pulls up what did better.
+    Below 1 leans toward EI's "learn the successes" (Arnal et al. 2025, asymmetric
+    REINFORCE); above 1 toward negative-sample reinforcement, which Zhu et al. 2025 find
+    keeps pass@k at large k (their W-REINFORCE weighs positives by 0.1: about `weight` 10,
+    since AdamW's step hardly depends on the loss's scale; scale a KL or entropy coefficient
+    with it). The sign is per token, after any whitening: under GAE some tokens of a
+    success can be negative, and under tree advantages it is the step's."""
     if weight < 0:
         raise ValueError(f"trainer.negative_weight must be >= 0, got {weight}")
     return advantages if weight == 1 else torch.where(advantages < 0, advantages * weight, advantages)

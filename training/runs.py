@@ -2,9 +2,11 @@
 one or more sweeps as a `Run` (what the report pools and the plots draw).
 
 A cell is (strategy, trainer label). The label keeps variants of one trainer apart, so
-that they never pool into one mean: `ppo+dense` when `trainer.reward` is not sparse, and
+that they never pool into one mean: `ppo+dense` when `trainer.reward` is not sparse,
 `ei@pretrained` when `policy.init` is `pretrained` (the paper's "pretrained
-initialisation"; `sft` and `pretrained_sft` are SFT initialisations and keep the plain name).
+initialisation"; `sft` and `pretrained_sft` are SFT initialisations and keep the plain name),
+and `ppo+neg0.2` when `trainer.negative_weight` is not 1 and the trainer has no `name` of its
+own (a named trainer, `lab_arm=ppo_asym`'s `ppo+asym`, is labelled by its name).
 
 `metrics.jsonl` is written by the training loop (`search.run_folder.RunFolder`); the
 metric names whose values must be numbers are the loop's, so reading lives here.
@@ -73,15 +75,17 @@ class Run:
     seed: Any = None
     reward: str | None = None  # trainer.reward: sparse / dense / orm (None: the trainer has no such choice)
     init: str | None = None  # policy.init: sft / pretrained / pretrained_sft
+    negative_weight: float | None = None  # trainer.negative_weight of an unnamed trainer (None: 1, or named)
     evals: list[dict[str, Any]] = field(default_factory=list)
     trains: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
 
     @property
     def label(self) -> str:
-        """The trainer as the report names it: `ppo`, `ppo+dense`, `ei@pretrained`."""
+        """The trainer as the report names it: `ppo`, `ppo+dense`, `ei@pretrained`, `ppo+neg0.2`."""
         reward = f"+{self.reward}" if self.reward not in (None, "sparse") else ""
-        return f"{self.trainer}{reward}{'@pretrained' if self.init == 'pretrained' else ''}"
+        weight = f"+neg{self.negative_weight:g}" if self.negative_weight is not None else ""
+        return f"{self.trainer}{reward}{weight}{'@pretrained' if self.init == 'pretrained' else ''}"
 
     @property
     def cell(self) -> tuple[str, str]:
@@ -128,6 +132,10 @@ def read_run(job: Path) -> Run:
     for attr, key in (("reward", "trainer.reward"), ("init", "policy.init")):
         value = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
         setattr(run, attr, None if value is None else str(value))
+    weight = OmegaConf.select(cfg, "trainer.negative_weight", default=None, throw_on_resolution_failure=False)
+    named = isinstance(OmegaConf.select(cfg, "trainer.name", default=None, throw_on_resolution_failure=False), str)
+    if is_number(weight) and weight != 1 and not named:
+        run.negative_weight = float(weight)
     metrics = job / "metrics.jsonl"
     if not metrics.is_file():
         run.problem = "crashed: no metrics.jsonl"

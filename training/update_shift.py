@@ -39,6 +39,8 @@ from search.threads import use_threads
 from training.checkpoint import COMPLETE
 from training.seeding import derived_seed
 
+SAVED_RUN_PROBE = 256  # per kind, for a saved run that logged no probe: saved before the key, or update_shift_traces=0
+
 Judged = list[tuple[str, str, bool]]  # (prompt, trace text, valid): a round's traces, or the probe drawn from them
 
 
@@ -74,14 +76,14 @@ def logp_shift(probe: Judged, before: list[float], after: list[float]) -> dict[s
 
 def saved_round(run: Path, iteration: int) -> dict[str, float | None]:
     """The figures of a saved run's round, from its traces file and the checkpoints around it
-    (the run's base before round 1), with the probe the run itself would draw (256 a kind
-    for runs saved before `update_shift_traces` existed)."""
+    (the run's base before round 1), with the probe the run itself would draw
+    (`SAVED_RUN_PROBE` a kind for a run that logged none)."""
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     use_threads(cfg.get("threads"))  # the run's own: a base rebuilt into an empty cache must come out the same
     folder = RunFolder(run)
     rows = [json.loads(line) for line in folder.traces_file(iteration).read_text().splitlines()]
     traces = [(r["prompt"], r["completion"], full_reward(r["reward"])) for r in rows if r["completion"]]
-    probe = draw_probe(traces, cfg.get("update_shift_traces", 256), derived_seed(cfg.seed, iteration, 3))
+    probe = draw_probe(traces, cfg.get("update_shift_traces") or SAVED_RUN_PROBE, derived_seed(cfg.seed, iteration, 3))
     policy = instantiate(cfg.policy)
     if iteration > 1:
         policy.update_weights(folder.checkpoint_dir(iteration - 1))
