@@ -123,6 +123,16 @@ def rollouts_of(raw, n, problems=4, seed=11):
     return task, policy, results
 
 
+def first_trace_succeeds(raw):
+    """A sampled round (4 problems x 4 traces) whose first trace per problem is marked the
+    success (reward 1) and the rest failures: the untrained policy solves nothing itself."""
+    task, policy, results = rollouts_of(raw, n=4)
+    for r in results:
+        for i, leaf in enumerate(r.tree.terminals()):
+            r.tree[leaf]["reward"] = float(i == 0)
+    return task, policy, results
+
+
 def test_micro_batches_bound_the_forward_and_give_the_same_step(raw):
     task, policy, results = rollouts_of(raw, n=6)
     rows: list[int] = []
@@ -181,10 +191,7 @@ def test_without_the_negative_advantages_grpo_pulls_its_successes_up_and_pushes_
     failures less than the same step at 1, as the update-shift probe measures it."""
     from training.update_shift import logp_shift, round_traces, trace_logps
 
-    task, policy, results = rollouts_of(raw, n=4)
-    for r in results:
-        for i, leaf in enumerate(r.tree.terminals()):
-            r.tree[leaf]["reward"] = float(i == 0)
+    task, policy, results = first_trace_succeeds(raw)
     probe = round_traces(results)
     shifts = {}
     for weight in (1.0, 0.0):
@@ -202,10 +209,7 @@ def test_without_the_negative_advantages_grpo_pulls_its_successes_up_and_pushes_
 def test_ppo_weights_the_policy_term_only_its_critic_learns_the_same_returns(raw):
     """negative_weight acts on the policy gradient after GAE: the critic's value targets
     (returns) are the same at weight 0 and 1, and the policy steps differ."""
-    task, policy, results = rollouts_of(raw, n=4)
-    for r in results:
-        for i, leaf in enumerate(r.tree.terminals()):
-            r.tree[leaf]["reward"] = float(i == 0)
+    task, policy, results = first_trace_succeeds(raw)
     returns, weights = {}, {}
     for weight in (1.0, 0.0):
         policy.model.load_state_dict(raw[2])
