@@ -217,9 +217,13 @@ def test_ppo_weights_the_policy_term_only_its_critic_learns_the_same_returns(raw
         trainer.setup(policy, task)
         # the outcome as marked on the tree (the trainer's own would re-verify the untrained samples: all 0)
         trainer.token_rewards = lambda rs: [[0.0] * (len(r.response_ids) - 1) + [r.trace.reward] for r in rs]
-        original = trainer.assign_advantages
-        trainer.assign_advantages = lambda rs, weight=weight: (original(rs), returns.__setitem__(
-            weight, [list(r.returns) for r in rs]))[0]
+
+        def recording(rs, weight=weight, assign=trainer.assign_advantages):  # keeps the critic's value targets
+            stats = assign(rs)
+            returns[weight] = [list(r.returns) for r in rs]
+            return stats
+
+        trainer.assign_advantages = recording
         trainer.step(1, results)
         weights[weight] = {k: v.clone() for k, v in policy.model.state_dict().items()}
     assert returns[0.0] == returns[1.0] and any(returns[1.0])
